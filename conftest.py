@@ -1,0 +1,3 @@
+"""Test configuration for pytest-agentperf's own suite."""
+
+pytest_plugins = ["pytester"]

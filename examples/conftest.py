@@ -1,0 +1,1 @@
+"""The example suite imports its little agent system from this folder."""

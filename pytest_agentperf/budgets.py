@@ -1,0 +1,243 @@
+"""Budget keys: the one table that validation, help text, the report and the docs read.
+
+A budget is a mapping ``key -> limit``.  Each key has a unit, a direction (a
+*max* limit is broken when the measured value is above it, a *min* limit when
+it is below) and a domain (``positive``: a number > 0; ``fraction``: 0 <= value
+<= 1, where 0 means "none allowed").  The measured value for a key is read
+from a test's record dictionary by :func:`measured_value`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+__all__ = [
+    "BUDGET_KEYS",
+    "GUIDE_ALIASES",
+    "BudgetError",
+    "BudgetKey",
+    "Violation",
+    "check_budget",
+    "format_violations",
+    "parse_budget_items",
+    "validate_budget",
+]
+
+
+class BudgetError(ValueError):
+    """A budget (marker or ini option) is malformed; the message says why."""
+
+
+@dataclass(frozen=True)
+class BudgetKey:
+    name: str
+    unit: str  # "s", "MiB", "tokens", "calls", "fraction", "req/s", "USD"
+    direction: Literal["max", "min"]
+    domain: Literal["positive", "fraction"]
+    description: str
+    #: path into the test record dict where the measured value lives
+    path: tuple[str, ...]
+    #: path to the sample count shown in the failure message, if any
+    count_path: tuple[str, ...] | None = None
+
+
+def _latency(q: str, text: str) -> BudgetKey:
+    return BudgetKey(q, "s", "max", "positive", f"{text} of the test's latency samples",
+                     ("latency", q), ("latency", "count"))
+
+
+#: Every valid budget key, in display order.  Other modules add to this table
+#: only through :func:`register_key`, so the set of keys lives in one place.
+BUDGET_KEYS: dict[str, BudgetKey] = {
+    k.name: k
+    for k in (
+        _latency("p50", "median"),
+        _latency("p90", "90th percentile"),
+        _latency("p95", "95th percentile"),
+        _latency("p99", "99th percentile"),
+        _latency("mean", "mean"),
+        _latency("max", "maximum"),
+        BudgetKey("memory_mb", "MiB", "max", "positive",
+                  "peak memory the call phase added above where it started",
+                  ("memory", "peak_mb")),
+        BudgetKey("tokens", "tokens", "max", "positive", "total tokens the test used",
+                  ("tokens", "total")),
+        BudgetKey("tokens_per_request", "tokens", "max", "positive",
+                  "mean tokens per recorded operation", ("tokens", "per_request"),
+                  ("tokens", "requests")),
+    )
+}
+
+#: Names from the guide's ``PERFORMANCE_BUDGETS`` accepted in the ini option.
+GUIDE_ALIASES: dict[str, str] = {
+    "api_response_time_p95": "p95",
+    "memory_per_request": "memory_mb",
+}
+
+
+def register_key(key: BudgetKey) -> None:
+    """Add a budget key (used by the modules that measure it)."""
+    BUDGET_KEYS[key.name] = key
+
+
+def _valid_keys() -> str:
+    return ", ".join(BUDGET_KEYS)
+
+
+def _check_value(key: BudgetKey, value: object, source: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise BudgetError(
+            f"{source}: {key.name}={value!r} is not a number "
+            f"(expected {key.unit}, e.g. {key.name}=1.0)"
+        )
+    number = float(value)
+    if math.isnan(number) or math.isinf(number):
+        raise BudgetError(f"{source}: {key.name}={value!r} must be a finite number")
+    if key.domain == "fraction":
+        if not 0.0 <= number <= 1.0:
+            raise BudgetError(
+                f"{source}: {key.name}={value!r} must be a fraction between 0 and 1 "
+                "(0 means none allowed)"
+            )
+    elif number <= 0:
+        raise BudgetError(f"{source}: {key.name}={value!r} must be a number > 0 ({key.unit})")
+    return number
+
+
+def validate_budget(
+    limits: Mapping[str, object], source: str, args: tuple[object, ...] = ()
+) -> dict[str, float]:
+    """Check one budget mapping and return it with float values.
+
+    ``source`` names where it came from (e.g. ``"@pytest.mark.perf_budget"``)
+    and starts every error message.
+    """
+    if args:
+        raise BudgetError(
+            f"{source}: positional arguments {args!r} are not accepted; write keyword "
+            f"limits, e.g. perf_budget(p95=0.5). Valid keys: {_valid_keys()}"
+        )
+    out: dict[str, float] = {}
+    for name, value in limits.items():
+        key = BUDGET_KEYS.get(name)
+        if key is None:
+            raise BudgetError(
+                f"{source}: unknown budget key {name!r} (value {value!r}). "
+                f"Valid keys: {_valid_keys()}"
+            )
+        out[name] = _check_value(key, value, source)
+    return out
+
+
+def parse_budget_items(items: Iterable[str], source: str) -> dict[str, float]:
+    """Parse ``key=value`` words (the ini option) into a validated budget."""
+    raw: dict[str, object] = {}
+    for item in items:
+        name, sep, text = item.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise BudgetError(f"{source}: expected key=value, got {item!r}")
+        name = GUIDE_ALIASES.get(name, name)
+        try:
+            raw[name] = float(text)
+        except ValueError:
+            raw[name] = text.strip()
+    return validate_budget(raw, source)
+
+
+@dataclass(frozen=True)
+class Violation:
+    metric: str
+    value: float | None
+    limit: float
+    unit: str
+    count: int | None
+    note: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"metric": self.metric, "value": self.value, "limit": self.limit,
+                "unit": self.unit, "count": self.count, "note": self.note or None}
+
+    def describe(self) -> str:
+        op = ">" if BUDGET_KEYS[self.metric].direction == "max" else "<"
+        value = "unknown" if self.value is None else _fmt(self.value, self.unit)
+        text = f"{self.metric} {value} {op} {_fmt(self.limit, self.unit)}"
+        if self.count is not None:
+            text += f" (n={self.count})"
+        if self.note:
+            text += f" [{self.note}]"
+        return text
+
+
+def _fmt(value: float, unit: str) -> str:
+    if unit == "s":
+        return f"{value:.3f} s"
+    if unit == "MiB":
+        return f"{value:.1f} MiB"
+    if unit == "fraction":
+        return f"{value:.3f}"
+    if unit in ("tokens", "calls"):
+        return f"{value:g} {unit}"
+    return f"{value:g} {unit}"
+
+
+def _lookup(record: Mapping[str, Any], path: tuple[str, ...]) -> Any:
+    node: Any = record
+    for part in path:
+        if not isinstance(node, Mapping):
+            return None
+        node = node.get(part)
+    return node
+
+
+def measured_value(record: Mapping[str, Any], key: BudgetKey) -> Any:
+    return _lookup(record, key.path)
+
+
+#: Extra checks for keys whose value is not a plain number in the record;
+#: returns a violation or None.  Filled by modules that own such keys.
+CUSTOM_CHECKS: dict[str, Callable[[Mapping[str, Any], float], Violation | None]] = {}
+
+
+def check_budget(budget: Mapping[str, float], record: Mapping[str, Any]) -> list[Violation]:
+    """Every limit of ``budget`` that ``record`` breaks, in table order.
+
+    A limit whose metric was not measured is skipped, except where the value
+    is explicitly unknown (``None`` under a key that exists), which fails:
+    an unknown is never a silent pass.
+    """
+    out: list[Violation] = []
+    for name in BUDGET_KEYS:
+        if name not in budget:
+            continue
+        key = BUDGET_KEYS[name]
+        limit = budget[name]
+        custom = CUSTOM_CHECKS.get(name)
+        if custom is not None:
+            violation = custom(record, limit)
+            if violation is not None:
+                out.append(violation)
+            continue
+        value = measured_value(record, key)
+        count = _lookup(record, key.count_path) if key.count_path else None
+        if value is None:
+            continue
+        broken = value > limit if key.direction == "max" else value < limit
+        if broken:
+            out.append(Violation(name, float(value), limit, key.unit,
+                                 int(count) if isinstance(count, (int, float)) else None))
+    return out
+
+
+def format_violations(violations: Iterable[Violation]) -> str:
+    return "perf budget exceeded: " + "; ".join(v.describe() for v in violations)
+
+
+def describe_keys() -> str:
+    """One line per key, for ``--help`` and the markers line."""
+    return "; ".join(
+        f"{k.name} ({k.direction} {k.unit})" for k in BUDGET_KEYS.values()
+    )

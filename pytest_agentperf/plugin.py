@@ -1,0 +1,128 @@
+"""pytest entry point (``pytest11`` name ``agentperf``): options, markers, wiring.
+
+Switch the whole plugin off with ``-p no:agentperf``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from .budgets import BudgetError, describe_keys, parse_budget_items
+from .measure import MemoryMethod, best_memory_method
+from .report import ReportError, check_writable
+from .session import MARKER, SESSION_KEY, PerfSession, Settings
+
+DEFAULT_REPORT = "perf-report.json"
+_BARE = "\0bare"  # value of a bare --perf-report
+MEMORY_CHOICES = ("auto", "hwm", "sample", "tracemalloc", "off")
+
+
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    from . import hooks
+
+    pluginmanager.add_hookspecs(hooks)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("agentperf", "performance budgets (pytest-agentperf)")
+    group.addoption(
+        "--perf-report", action="store", nargs="?", const=_BARE, default=None, metavar="PATH",
+        help=f"write the JSON performance report to PATH (bare: {DEFAULT_REPORT} in the "
+        "rootdir). Write --perf-report=PATH when a test path follows.",
+    )
+    group.addoption(
+        "--perf-memory", action="store", default=None, choices=MEMORY_CHOICES,
+        help="how peak memory is measured: auto (default: hwm where the kernel allows, "
+        "else sample), hwm, sample, tracemalloc (Python heap, slow) or off.",
+    )
+    group.addoption(
+        "--perf-cprofile", action="store_true", default=False,
+        help="run cProfile inside profiler.profile_operation() blocks "
+        "(get_profile_stats() then includes the table).",
+    )
+    parser.addini("perf_report", "write the JSON performance report to this path "
+                  "(relative to the rootdir); --perf-report overrides", default="")
+    parser.addini("perf_memory", "peak memory method, as --perf-memory", default="auto")
+    parser.addini(
+        "perf_budget",
+        "default budget of every measured test, as key=value words (a marker overrides "
+        f"per key). Keys: {describe_keys()}",
+        type="args", default=[],
+    )
+
+
+def _report_path(config: pytest.Config) -> Path | None:
+    value = config.getoption("perf_report")
+    if value is None:
+        ini = str(config.getini("perf_report")).strip()
+        if not ini:
+            return None
+        path = Path(ini)
+        return path if path.is_absolute() else config.rootpath / path
+    if value == _BARE:
+        return config.rootpath / DEFAULT_REPORT
+    path = Path(value)
+    if not path.is_absolute():
+        path = config.invocation_params.dir / path
+    if path.suffix == ".py" or path.is_dir():
+        raise pytest.UsageError(
+            f"--perf-report: {value!r} looks like a test path, not a report file. "
+            f"Write --perf-report=PATH, or put --perf-report after the test paths."
+        )
+    return path
+
+
+def _memory_method(config: pytest.Config) -> MemoryMethod:
+    value = config.getoption("perf_memory") or str(config.getini("perf_memory")).strip()
+    if value not in MEMORY_CHOICES:
+        raise pytest.UsageError(
+            f"perf_memory ini option: {value!r} is not one of {', '.join(MEMORY_CHOICES)}"
+        )
+    if value == "auto":
+        return best_memory_method()
+    if value == "hwm" and best_memory_method() != "hwm":
+        raise pytest.UsageError(
+            "--perf-memory=hwm: this system does not let the process reset its peak RSS "
+            "(/proc/self/clear_refs); use auto or sample"
+        )
+    return value  # type: ignore[return-value]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        f"{MARKER}(**limits): performance budget of the test; fails the test when a limit "
+        f"is broken. Keys: {describe_keys()}",
+    )
+    try:
+        default_budget = parse_budget_items(config.getini("perf_budget"), "perf_budget ini option")
+    except BudgetError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    report_path = None if hasattr(config, "workerinput") else _report_path(config)
+    if report_path is not None:
+        try:
+            check_writable(report_path)
+        except ReportError as exc:
+            raise pytest.UsageError(f"--perf-report: {exc}") from None
+    settings = Settings(
+        report_path=report_path,
+        memory_method=_memory_method(config),
+        cprofile=bool(config.getoption("perf_cprofile")),
+        default_budget=default_budget,
+    )
+    session = PerfSession(config, settings)
+    config.stash[SESSION_KEY] = session
+    config.pluginmanager.register(session, "agentperf-session")
+    from . import fixtures
+
+    config.pluginmanager.register(fixtures, "agentperf-fixtures")
+
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    session = config.stash.get(SESSION_KEY, None)
+    if session is None or session.settings.report_path is None:
+        return None
+    s = session.settings
+    return f"agentperf: report {s.report_path}, memory {s.memory_method}"

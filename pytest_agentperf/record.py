@@ -1,0 +1,135 @@
+"""TestRecord: everything measured about one test, and its JSON form.
+
+The plugin creates one record per measured test.  Fixtures and other plugins
+add to it while the test runs; at the end of the call phase the plugin calls
+the registered *collectors* (each pours its fixture's data into the record),
+turns the record into a JSON-able dict and checks the budget against it.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from .measure import MemoryResult
+from .stats import SampleSet, summarize
+
+__all__ = ["TestRecord"]
+
+Collector = Callable[["TestRecord"], None]
+
+
+class TestRecord:
+    """Measurements of one test.  Thread-safe for the ``add_*`` methods."""
+
+    __test__ = False  # not a pytest test class
+
+    def __init__(self, nodeid: str, budget: dict[str, float] | None = None) -> None:
+        self.nodeid = nodeid
+        self.budget = budget
+        self.call_duration_s: float | None = None
+        self.cpu_time_s: float | None = None
+        self.memory: MemoryResult | None = None
+        self.latency = SampleSet()
+        self.latency_sources: list[str] = []
+        self.prompt_tokens = 0
+        self.completion_tokens = 0
+        self.total_tokens = 0
+        self.token_requests = 0
+        self.tokens_unknown = 0
+        self.operations: dict[str, dict[str, Any]] = {}
+        #: named report sections added by fixtures and plugins ("cache", "load", …)
+        self.sections: dict[str, Any] = {}
+        self.findings: list[dict[str, Any]] = []
+        self.violations: list[dict[str, Any]] = []
+        self._collectors: list[Collector] = []
+        self._lock = threading.Lock()
+
+    # -- adding data ------------------------------------------------------------
+    def add_collector(self, collector: Collector) -> None:
+        """Run ``collector(record)`` when the call phase ends (before budgets)."""
+        self._collectors.append(collector)
+
+    def run_collectors(self) -> None:
+        collectors, self._collectors = self._collectors, []
+        for collector in collectors:
+            collector(self)
+
+    def add_tokens(
+        self, total: int | None = None, *, prompt: int = 0, completion: int = 0,
+        requests: int = 0,
+    ) -> None:
+        """Count tokens toward the test's total.
+
+        ``total`` defaults to ``prompt + completion``.  ``requests`` is how many
+        requests these tokens belong to (for ``tokens_per_request``).
+        """
+        with self._lock:
+            self.prompt_tokens += prompt
+            self.completion_tokens += completion
+            self.total_tokens += prompt + completion if total is None else total
+            self.token_requests += requests
+
+    def add_latency(self, seconds: float, source: str = "custom") -> None:
+        """Add one latency sample (seconds) to the test's budgeted latency."""
+        with self._lock:
+            self.latency.add(seconds)
+            if source not in self.latency_sources:
+                self.latency_sources.append(source)
+
+    def add_latency_samples(self, samples: SampleSet, source: str) -> None:
+        """Fold a whole sample set into the test's latency."""
+        with self._lock:
+            self.latency.merge(samples)
+            if source not in self.latency_sources:
+                self.latency_sources.append(source)
+
+    def add_operation(self, key: str, data: dict[str, Any]) -> None:
+        """Report one ``agent:operation`` entry (count, total_s, p95_s, tokens, …)."""
+        with self._lock:
+            self.operations[key] = data
+
+    def add_finding(self, kind: str, message: str, **details: Any) -> None:
+        with self._lock:
+            self.findings.append({"kind": kind, "message": message, **details})
+
+    # -- JSON -------------------------------------------------------------------
+    def latency_summary(self) -> dict[str, Any]:
+        if len(self.latency) == 0 and self.call_duration_s is not None:
+            summary = summarize((self.call_duration_s,))
+            summary["exact"] = True
+            summary["source"] = "call"
+            summary["samples"] = [self.call_duration_s]
+            return summary
+        summary = self.latency.summary()
+        summary["source"] = "+".join(self.latency_sources) or "none"
+        summary["samples"] = self.latency.reservoir
+        return summary
+
+    def tokens_summary(self) -> dict[str, Any]:
+        requests = self.token_requests or 1
+        return {
+            "total": self.total_tokens,
+            "prompt": self.prompt_tokens,
+            "completion": self.completion_tokens,
+            "requests": requests,
+            "per_request": self.total_tokens / requests,
+            "unknown_calls": self.tokens_unknown,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        """The measured part of the test's report entry (no outcome yet)."""
+        return {
+            "nodeid": self.nodeid,
+            "duration_s": self.call_duration_s,
+            "cpu_time_s": self.cpu_time_s,
+            "budget": self.budget,
+            "latency": self.latency_summary(),
+            "memory": self.memory.as_dict() if self.memory is not None else None,
+            "tokens": self.tokens_summary(),
+            "operations": self.operations,
+            "violations": self.violations,
+            "findings": self.findings,
+            **self.sections,
+        }

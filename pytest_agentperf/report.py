@@ -1,0 +1,178 @@
+"""The JSON report: assembling, writing atomically, reading back.
+
+The contract is the JSON Schema shipped in ``schema/report-v1.schema.json``;
+:data:`SCHEMA_VERSION` is bumped on any incompatible change.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterable, Mapping
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "ReportError",
+    "build_report",
+    "check_writable",
+    "environment",
+    "load_report",
+    "load_schema",
+    "write_report",
+]
+
+SCHEMA_VERSION = 1
+SCHEMA_FILE = "report-v1.schema.json"
+
+
+class ReportError(Exception):
+    """A report file cannot be read or written; the message names the file."""
+
+
+def load_schema() -> dict[str, Any]:
+    """The JSON Schema of the report (a dict)."""
+    text = (resources.files("pytest_agentperf") / "schema" / SCHEMA_FILE).read_text("utf-8")
+    schema: dict[str, Any] = json.loads(text)
+    return schema
+
+
+def _git_commit(cwd: Path) -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=5,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    commit = out.stdout.strip()
+    return commit if out.returncode == 0 and commit else None
+
+
+def environment(rootdir: Path, pytest_version: str, plugin_version: str) -> dict[str, Any]:
+    """Where the run happened: enough to tell two machines or Pythons apart."""
+    return {
+        "python": platform.python_version(),
+        "implementation": platform.python_implementation(),
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "pytest": pytest_version,
+        "agentperf": plugin_version,
+        "git_commit": _git_commit(rootdir),
+        "argv": list(sys.argv),
+    }
+
+
+def utc_now() -> str:
+    """Now, UTC, ISO 8601 to the second (``2026-11-28T19:23:15Z``)."""
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def build_report(
+    *,
+    tests: Iterable[Mapping[str, Any]],
+    env: Mapping[str, Any],
+    complete: bool,
+    incomplete_reason: str | None = None,
+    started: str | None = None,
+    memory_method: str | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Assemble a report dict from per-test entries."""
+    test_list = [dict(t) for t in tests]
+    outcomes = [t.get("outcome") for t in test_list]
+    summary = {
+        "tests": len(test_list),
+        "passed": outcomes.count("passed"),
+        "failed": outcomes.count("failed"),
+        "skipped": outcomes.count("skipped"),
+        "errors": outcomes.count("error"),
+        "xfailed": outcomes.count("xfailed"),
+        "xpassed": outcomes.count("xpassed"),
+        "budget_violations": sum(1 for t in test_list if t.get("violations")),
+    }
+    report: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
+        "created": utc_now(),
+        "started": started,
+        "complete": complete,
+        "incomplete_reason": None if complete else (incomplete_reason or "unknown"),
+        "environment": dict(env),
+        "settings": {"memory_method": memory_method},
+        "summary": summary,
+        "tests": test_list,
+    }
+    if extra:
+        report.update(extra)
+    return report
+
+
+def check_writable(path: Path) -> None:
+    """Raise :class:`ReportError` unless a report can be written at ``path``."""
+    directory = path.parent
+    if path.is_dir():
+        raise ReportError(f"{path} is a directory, not a report file path")
+    if not directory.is_dir():
+        raise ReportError(f"cannot write report {path}: directory {directory} does not exist")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".agentperf-", dir=directory)
+    except OSError as exc:
+        raise ReportError(f"cannot write report {path}: {exc.strerror or exc}") from exc
+    os.close(fd)
+    os.unlink(tmp)
+
+
+def write_report(path: Path, report: Mapping[str, Any]) -> None:
+    """Write ``report`` to ``path`` atomically (temp file + fsync + rename).
+
+    A reader never sees a half-written file, and a crash leaves the previous
+    version in place.
+    """
+    data = json.dumps(report, indent=2, sort_keys=False, allow_nan=False, default=str)
+    directory = path.parent
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(data)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def load_report(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a report, checking it is JSON of a schema version we understand."""
+    p = Path(path)
+    try:
+        text = p.read_text("utf-8")
+    except FileNotFoundError:
+        raise ReportError(f"report file {p} does not exist") from None
+    except OSError as exc:
+        raise ReportError(f"cannot read report file {p}: {exc.strerror or exc}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ReportError(f"report file {p} is not valid JSON: {exc}") from None
+    if not isinstance(data, dict) or "schema_version" not in data:
+        raise ReportError(f"report file {p} is not a pytest-agentperf report (no schema_version)")
+    if data["schema_version"] != SCHEMA_VERSION:
+        raise ReportError(
+            f"report file {p} has schema_version {data['schema_version']!r}; "
+            f"this pytest-agentperf reads version {SCHEMA_VERSION}"
+        )
+    if not isinstance(data.get("tests"), list):
+        raise ReportError(f"report file {p} has no 'tests' list")
+    return data

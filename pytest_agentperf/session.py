@@ -1,0 +1,289 @@
+"""PerfSession: the plugin object that measures tests and writes the report.
+
+One instance per pytest session, registered in ``pytest_configure`` and reached
+through ``config.stash[SESSION_KEY]``.  In a plain run it measures and reports;
+under xdist the workers measure (each test's entry rides to the controller on
+its teardown ``TestReport`` as the ``agentperf`` attribute) and the controller
+collects and writes.  Both paths share ``pytest_runtest_logreport``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Generator
+from dataclasses import dataclass, field
+from importlib.metadata import version as _dist_version
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ._state import PHASES_KEY, RECORD_KEY
+from .budgets import BudgetError, check_budget, format_violations, validate_budget
+from .measure import MemoryMethod, MemoryProbe
+from .record import TestRecord
+from .report import ReportError, build_report, environment, utc_now, write_report
+
+__all__ = ["SESSION_KEY", "PerfSession", "Settings", "ensure_record"]
+
+#: seconds between snapshot writes of an in-progress report
+SNAPSHOT_INTERVAL = 1.0
+MARKER = "perf_budget"
+
+
+@dataclass
+class Settings:
+    report_path: Path | None
+    memory_method: MemoryMethod
+    cprofile: bool
+    default_budget: dict[str, float] = field(default_factory=dict)
+
+
+class PerfSession:
+    def __init__(self, config: pytest.Config, settings: Settings) -> None:
+        self.config = config
+        self.settings = settings
+        self.cprofile = settings.cprofile
+        self.is_worker = hasattr(config, "workerinput")
+        self.entries: dict[str, dict[str, Any]] = {}
+        self.started: str | None = None
+        self.interrupted = False
+        self.incomplete_reason: str | None = None
+        self._env: dict[str, Any] | None = None
+        self._last_snapshot = 0.0
+        self.written = False
+
+    # -- budgets ---------------------------------------------------------------
+    def resolve_budget(self, item: pytest.Item) -> dict[str, float] | None:
+        """Merge the item's perf_budget markers (closest wins per key) over the defaults."""
+        merged: dict[str, float] = {}
+        found = False
+        for mark in item.iter_markers(MARKER):
+            found = True
+            source = f"invalid @pytest.mark.{MARKER}"
+            for key, value in validate_budget(mark.kwargs, source, tuple(mark.args)).items():
+                merged.setdefault(key, value)
+        for key, value in self.settings.default_budget.items():
+            merged.setdefault(key, value)
+        if not merged and not found:
+            return None
+        return merged
+
+    def start_record(self, item: pytest.Item) -> TestRecord:
+        """Create the item's record; a malformed budget errors the test."""
+        record = TestRecord(item.nodeid)
+        item.stash[RECORD_KEY] = record
+        error = None
+        try:
+            record.budget = self.resolve_budget(item)
+        except BudgetError as exc:
+            error = str(exc)
+        if error is not None:
+            pytest.fail(error, pytrace=False)
+        return record
+
+    # -- per-test measurement (runs where the test runs) --------------------------
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_setup(self, item: pytest.Item) -> None:
+        # A plain impl, not a wrapper: raising here (bad marker) stops the
+        # fixtures from being set up while every wrapper still completes.
+        if item.get_closest_marker(MARKER) is not None or "perf_record" in getattr(
+            item, "fixturenames", ()
+        ):
+            self.start_record(item)
+
+    @pytest.hookimpl(wrapper=True, trylast=True)
+    def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, None, None]:
+        record = item.stash.get(RECORD_KEY, None)
+        probe = None
+        if record is not None and self.settings.memory_method != "off":
+            probe = MemoryProbe(self.settings.memory_method)
+            probe.start()
+        cpu0 = time.process_time_ns()
+        t0 = time.perf_counter_ns()
+        try:
+            return (yield)
+        finally:
+            t1 = time.perf_counter_ns()
+            cpu1 = time.process_time_ns()
+            if probe is not None:
+                memory = probe.stop()
+            record = item.stash.get(RECORD_KEY, None)
+            if record is not None:
+                record.call_duration_s = (t1 - t0) / 1e9
+                record.cpu_time_s = (cpu1 - cpu0) / 1e9
+                if probe is not None:
+                    record.memory = memory
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(
+        self, item: pytest.Item, call: pytest.CallInfo[None]
+    ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+        rep = yield
+        record = item.stash.get(RECORD_KEY, None)
+        if record is None:
+            return rep
+        phases = item.stash.setdefault(PHASES_KEY, {})
+        if rep.when == "call":
+            self._finish_call(item, record, rep)
+        phases[rep.when] = (rep.outcome, hasattr(rep, "wasxfail"))
+        if rep.when == "teardown":
+            entry = phases.get("entry")
+            if entry is None:  # no call phase: setup failed or skipped
+                entry = self._entry(record)
+            entry["outcome"] = _final_outcome(phases)
+            rep.agentperf = entry  # type: ignore[attr-defined]
+        return rep
+
+    def _finish_call(self, item: pytest.Item, record: TestRecord, rep: pytest.TestReport) -> None:
+        problems: list[str] = []
+        try:
+            record.run_collectors()
+        except Exception as exc:  # a fixture's data could not be read: say so, don't crash
+            problems.append(f"collecting measurements failed: {exc!r}")
+        try:
+            item.config.hook.pytest_agentperf_test_record(item=item, record=record)
+        except Exception as exc:
+            problems.append(f"pytest_agentperf_test_record hook failed: {exc!r}")
+        for text in problems:
+            record.add_finding("plugin_error", text)
+            rep.sections.append(("agentperf", text))
+        entry = self._entry(record)
+        violations = check_budget(record.budget or {}, entry)
+        entry["violations"] = [v.as_dict() for v in violations]
+        record.violations = entry["violations"]
+        item.stash[PHASES_KEY]["entry"] = entry
+        if violations:
+            message = format_violations(violations)
+            if rep.passed and not hasattr(rep, "wasxfail"):
+                rep.outcome = "failed"
+                rep.longrepr = message
+            else:
+                rep.sections.append(("agentperf", message))
+
+    def _entry(self, record: TestRecord) -> dict[str, Any]:
+        return record.to_dict()
+
+    # -- collecting (runs where the report is written) ----------------------------
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        entry = getattr(report, "agentperf", None)
+        if entry is None or report.when != "teardown" or self.is_worker:
+            return
+        self.entries[report.nodeid] = entry
+        if self.settings.report_path is not None:
+            now = time.monotonic()
+            if now - self._last_snapshot >= SNAPSHOT_INTERVAL:
+                self._write(complete=False, reason="session in progress")
+
+    # -- report ------------------------------------------------------------------
+    def env(self) -> dict[str, Any]:
+        if self._env is None:
+            self._env = environment(self.config.rootpath, pytest.__version__,
+                                    _dist_version("pytest-agentperf"))
+        return self._env
+
+    def report(self, complete: bool, reason: str | None) -> dict[str, Any]:
+        return build_report(
+            tests=self.entries.values(),
+            env=self.env(),
+            complete=complete,
+            incomplete_reason=reason,
+            started=self.started,
+            memory_method=self.settings.memory_method,
+        )
+
+    def _write(self, complete: bool, reason: str | None, final: bool = False) -> None:
+        path = self.settings.report_path
+        if path is None:
+            return
+        data = self.report(complete, reason)
+        if final:
+            self.config.hook.pytest_agentperf_report(config=self.config, report=data)
+        write_report(path, data)
+        self._last_snapshot = time.monotonic()
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        if self.is_worker:
+            return
+        self.started = utc_now()
+        if self.settings.report_path is not None:
+            try:
+                self._write(complete=False, reason="session in progress")
+            except OSError as exc:
+                raise pytest.UsageError(
+                    f"--perf-report: cannot write {self.settings.report_path}: {exc}"
+                ) from exc
+
+    def pytest_keyboard_interrupt(self) -> None:
+        self.interrupted = True
+
+    def pytest_internalerror(self) -> None:
+        self.incomplete_reason = "internal error"
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        if self.is_worker or self.settings.report_path is None:
+            return
+        reason = self.incomplete_reason
+        if self.interrupted or exitstatus == pytest.ExitCode.INTERRUPTED:
+            reason = "interrupted"
+        elif exitstatus == pytest.ExitCode.INTERNAL_ERROR:
+            reason = reason or "internal error"
+        elif session.shouldfail:
+            reason = f"stopped early: {session.shouldfail}"
+        elif session.shouldstop:
+            reason = f"stopped early: {session.shouldstop}"
+        try:
+            self._write(complete=reason is None, reason=reason, final=True)
+            self.written = True
+        except (OSError, ReportError, TypeError, ValueError) as exc:
+            tr = self.config.pluginmanager.get_plugin("terminalreporter")
+            if tr is not None:
+                tr.write_line(f"agentperf: could not write report: {exc}", red=True)
+
+    # -- terminal ------------------------------------------------------------------
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if self.is_worker or not self.entries:
+            return
+        from .terminal import summary_lines
+
+        tr = terminalreporter
+        lines = summary_lines(list(self.entries.values()), verbosity=tr.config.option.verbose)
+        tr.write_sep("-", f"agentperf: {len(self.entries)} measured tests")
+        for text, bad in lines:
+            tr.write_line(text, red=bad)
+        if self.settings.report_path is not None and self.written:
+            tr.write_line(f"perf report: {self.settings.report_path}")
+
+
+def _final_outcome(phases: dict[str, Any]) -> str:
+    setup = phases.get("setup", ("passed", False))
+    call = phases.get("call")
+    teardown = phases.get("teardown", ("passed", False))
+    if setup[0] == "failed":
+        outcome = "error"
+    elif setup[0] == "skipped":
+        outcome = "xfailed" if setup[1] else "skipped"
+    elif call is None:
+        outcome = "error"
+    elif call[0] == "failed":
+        outcome = "failed"
+    elif call[0] == "skipped":
+        outcome = "xfailed" if call[1] else "skipped"
+    else:
+        outcome = "xpassed" if call[1] else "passed"
+    if teardown[0] == "failed" and outcome in ("passed", "xpassed"):
+        outcome = "error"
+    return outcome
+
+
+SESSION_KEY = pytest.StashKey[PerfSession]()
+
+
+def ensure_record(item: pytest.Item) -> TestRecord:
+    """The item's record, created (and its budget resolved) on first use."""
+    record = item.stash.get(RECORD_KEY, None)
+    if record is None:
+        record = item.config.stash[SESSION_KEY].start_record(item)
+    return record

@@ -1,0 +1,259 @@
+"""Statistics: percentiles, bounded sample sets and summaries.
+
+Everything that turns measured numbers into figures lives here, so there is one
+definition of "p95" in the whole project.
+
+Percentiles use linear interpolation between closest ranks (Hyndman & Fan
+type 7, the default of NumPy and of R's ``quantile``): for sorted samples
+``x[0..n-1]`` the q-th percentile is ``x[h] + (h - floor(h)) * (x[ceil(h)] - x[floor(h)])``
+with ``h = (n - 1) * q / 100``.  It is defined for every ``n >= 1`` (one sample is
+every percentile), never leaves ``[min, max]`` and does not, unlike
+``statistics.quantiles(..., n=20)`` with its default "exclusive" method, need
+more than twenty samples to give a p95 that is not simply the maximum.
+
+A :class:`SampleSet` keeps samples exactly up to ``max_exact`` values, then folds
+them into an HDR histogram (3 significant digits, so any percentile is within
+0.1 % of the exact one) so that memory stays bounded however many samples a test
+records.  It also keeps a small uniform reservoir of raw values for the
+regression statistics.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from array import array
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+__all__ = [
+    "DEFAULT_PERCENTILES",
+    "SampleSet",
+    "percentile",
+    "percentiles",
+    "summarize",
+]
+
+#: The percentiles a latency summary reports.
+DEFAULT_PERCENTILES: tuple[float, ...] = (50.0, 90.0, 95.0, 99.0)
+
+# HDR histograms record integers: latencies are kept in nanoseconds.
+_NS = 1_000_000_000
+_HDR_LOWEST = 1  # 1 ns
+_HDR_HIGHEST = 3600 * _NS  # one hour
+_HDR_DIGITS = 3
+
+
+def percentile(sorted_values: Sequence[float], q: float) -> float:
+    """Return the ``q``-th percentile (0..100) of already **sorted** values.
+
+    Linear interpolation between closest ranks (type 7).  Raises ``ValueError``
+    for an empty sequence or ``q`` outside 0..100.
+    """
+    n = len(sorted_values)
+    if n == 0:
+        raise ValueError("percentile of no samples")
+    if not 0.0 <= q <= 100.0:
+        raise ValueError(f"percentile must be within 0..100, got {q!r}")
+    if n == 1:
+        return float(sorted_values[0])
+    h = (n - 1) * q / 100.0
+    lo = math.floor(h)
+    hi = min(lo + 1, n - 1)
+    low = float(sorted_values[lo])
+    return low + (h - lo) * (float(sorted_values[hi]) - low)
+
+
+def percentiles(values: Iterable[float], qs: Iterable[float]) -> list[float]:
+    """Percentiles ``qs`` of unsorted ``values`` (sorted once)."""
+    ordered = sorted(values)
+    return [percentile(ordered, q) for q in qs]
+
+
+def summarize(values: Iterable[float]) -> dict[str, Any]:
+    """Latency summary of raw values: count, min, mean, p50, p90, p95, p99, max.
+
+    An empty input gives ``{"count": 0}`` and nulls for the rest.
+    """
+    ordered = sorted(values)
+    return _summary_from_sorted(ordered)
+
+
+def _summary_from_sorted(ordered: Sequence[float]) -> dict[str, Any]:
+    n = len(ordered)
+    if n == 0:
+        return {
+            "count": 0, "min": None, "mean": None, "p50": None, "p90": None,
+            "p95": None, "p99": None, "max": None,
+        }
+    return {
+        "count": n,
+        "min": float(ordered[0]),
+        "mean": math.fsum(ordered) / n,
+        "p50": percentile(ordered, 50),
+        "p90": percentile(ordered, 90),
+        "p95": percentile(ordered, 95),
+        "p99": percentile(ordered, 99),
+        "max": float(ordered[-1]),
+    }
+
+
+class SampleSet:
+    """Bounded-memory collection of non-negative samples (seconds).
+
+    Exact while ``len <= max_exact``; past that an HDR histogram holds the
+    distribution (relative error <= 0.1 %) and ``exact`` becomes ``False``.
+    ``reservoir`` is a uniform random sample of at most ``reservoir_size`` raw
+    values, kept in either mode, for significance tests on a saved report.
+    Not thread-safe: callers that record from several threads hold a lock.
+    """
+
+    __slots__ = (
+        "_count", "_hdr", "_max", "_max_exact", "_min", "_reservoir",
+        "_reservoir_size", "_rng", "_sum", "_values",
+    )
+
+    def __init__(self, max_exact: int = 100_000, reservoir_size: int = 1000) -> None:
+        if max_exact < 1 or reservoir_size < 0:
+            raise ValueError("max_exact must be >= 1 and reservoir_size >= 0")
+        self._max_exact = max_exact
+        self._reservoir_size = reservoir_size
+        self._values: array[float] | None = array("d")
+        self._hdr: Any = None
+        self._count = 0
+        self._sum = 0.0
+        self._min = math.inf
+        self._max = -math.inf
+        self._reservoir: list[float] = []
+        self._rng: random.Random | None = None  # created when the reservoir fills
+
+    # -- recording -----------------------------------------------------------
+    def add(self, value: float) -> None:
+        """Record one sample."""
+        self._count += 1
+        self._sum += value
+        if value < self._min:
+            self._min = value
+        if value > self._max:
+            self._max = value
+        values = self._values
+        if values is not None:
+            values.append(value)
+            if len(values) > self._max_exact:
+                self._to_histogram()
+        else:
+            self._hdr.record_value(_to_ns(value))
+        if len(self._reservoir) < self._reservoir_size:
+            self._reservoir.append(value)
+        else:
+            self._sample(value)
+
+    def extend(self, values: Iterable[float]) -> None:
+        """Record many samples."""
+        for v in values:
+            self.add(v)
+
+    def merge(self, other: SampleSet) -> None:
+        """Fold ``other`` into this set (order-independent for summaries)."""
+        if other._count == 0:
+            return
+        if other._values is not None and self._values is not None and (
+            len(self._values) + len(other._values) <= self._max_exact
+        ):
+            self._values.extend(other._values)
+        else:
+            if self._values is not None:
+                self._to_histogram()
+            if other._values is not None:
+                for v in other._values:
+                    self._hdr.record_value(_to_ns(v))
+            else:
+                self._hdr.add(other._hdr)
+        self._count += other._count
+        self._sum += other._sum
+        self._min = min(self._min, other._min)
+        self._max = max(self._max, other._max)
+        for v in other._reservoir:
+            self._sample(v)
+
+    def _sample(self, value: float) -> None:
+        size = self._reservoir_size
+        if size == 0:
+            return
+        if len(self._reservoir) < size:
+            self._reservoir.append(value)
+        else:  # Algorithm R over the samples offered so far
+            if self._rng is None:
+                self._rng = random.Random(0x5EED)
+            j = self._rng.randrange(self._count)
+            if j < size:
+                self._reservoir[j] = value
+
+    def _to_histogram(self) -> None:
+        from hdrh.histogram import HdrHistogram
+
+        hdr = HdrHistogram(_HDR_LOWEST, _HDR_HIGHEST, _HDR_DIGITS)
+        assert self._values is not None
+        for v in self._values:
+            hdr.record_value(_to_ns(v))
+        self._hdr = hdr
+        self._values = None
+
+    # -- reading -------------------------------------------------------------
+    def __len__(self) -> int:
+        return self._count
+
+    @property
+    def exact(self) -> bool:
+        """True while every sample is kept and percentiles are exact."""
+        return self._values is not None
+
+    @property
+    def total(self) -> float:
+        return self._sum
+
+    @property
+    def reservoir(self) -> list[float]:
+        """A uniform random sample (at most ``reservoir_size``) of the values."""
+        return list(self._reservoir)
+
+    def percentile(self, q: float) -> float:
+        if self._count == 0:
+            raise ValueError("percentile of no samples")
+        if self._values is not None:
+            return percentile(sorted(self._values), q)
+        return self._hdr_percentile(q)
+
+    def _hdr_percentile(self, q: float) -> float:
+        # Clamp into the exact extremes: HDR buckets round up.
+        value = float(self._hdr.get_value_at_percentile(q)) / _NS
+        return min(max(value, self._min), self._max)
+
+    def summary(self) -> dict[str, Any]:
+        """count, min, mean, p50, p90, p95, p99, max and ``exact``."""
+        if self._values is not None:
+            out = _summary_from_sorted(sorted(self._values))
+        elif self._count == 0:
+            out = _summary_from_sorted(())
+        else:
+            out = {
+                "count": self._count,
+                "min": self._min,
+                "mean": self._sum / self._count,
+                "p50": self._hdr_percentile(50),
+                "p90": self._hdr_percentile(90),
+                "p95": self._hdr_percentile(95),
+                "p99": self._hdr_percentile(99),
+                "max": self._max,
+            }
+        out["exact"] = self.exact
+        return out
+
+
+def _to_ns(seconds: float) -> int:
+    ns = int(seconds * _NS)
+    if ns < _HDR_LOWEST:
+        return _HDR_LOWEST
+    if ns > _HDR_HIGHEST:
+        return _HDR_HIGHEST
+    return ns

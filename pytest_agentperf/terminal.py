@@ -1,0 +1,52 @@
+"""The terminal summary section: one line per measured test."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+__all__ = ["summary_lines"]
+
+#: rows shown before the rest is cut (violations are always shown)
+MAX_ROWS = 30
+
+
+def _fmt_s(value: Any) -> str:
+    if value is None:
+        return "-"
+    if value >= 1:
+        return f"{value:.2f}s"
+    return f"{value * 1000:.1f}ms"
+
+
+def _row(entry: dict[str, Any]) -> tuple[str, bool]:
+    latency = entry.get("latency") or {}
+    memory = entry.get("memory") or {}
+    tokens = entry.get("tokens") or {}
+    violations = entry.get("violations") or []
+    peak = memory.get("peak_mb")
+    verdict = "over budget" if violations else entry.get("outcome", "?")
+    if violations:
+        verdict += ": " + ", ".join(v["metric"] for v in violations)
+    text = (
+        f"{entry['nodeid']}  p95 {_fmt_s(latency.get('p95'))} (n={latency.get('count', 0)})"
+        f"  peak {'-' if peak is None else f'{peak:.1f}MiB'}"
+        f"  tokens {tokens.get('total', 0)}  {verdict}"
+    )
+    return text, bool(violations)
+
+
+def summary_lines(entries: Sequence[dict[str, Any]], verbosity: int = 0) -> list[tuple[str, bool]]:
+    """``(text, is_violation)`` rows; under ``-q`` only violations and a count."""
+    bad = [e for e in entries if e.get("violations")]
+    good = [e for e in entries if not e.get("violations")]
+    rows = [_row(e) for e in bad]
+    if verbosity >= 0:
+        limit = None if verbosity > 0 else max(0, MAX_ROWS - len(rows))
+        shown = good if limit is None else good[:limit]
+        rows.extend(_row(e) for e in shown)
+        if len(shown) < len(good):
+            rows.append((f"... {len(good) - len(shown)} more within budget (-v shows all)", False))
+    else:
+        rows.append((f"{len(good)} within budget, {len(bad)} over budget", bool(bad)))
+    return rows
