@@ -118,6 +118,18 @@ def pytest_configure(config: pytest.Config) -> None:
     from . import fixtures
 
     config.pluginmanager.register(fixtures, "agentperf-fixtures")
+    if config.pluginmanager.hasplugin("xdist"):
+        config.pluginmanager.register(XdistHooks(session), "agentperf-xdist")
+
+
+class XdistHooks:
+    """Hooks that exist only when pytest-xdist is installed."""
+
+    def __init__(self, session: PerfSession) -> None:
+        self.session = session
+
+    def pytest_handlecrashitem(self, crashitem: str, report: pytest.TestReport) -> None:
+        self.session.incomplete_reason = f"worker crashed while running {crashitem}"
 
 
 def pytest_report_header(config: pytest.Config) -> str | None:

@@ -267,3 +267,25 @@ def test_terminal_summary_lists_measured_tests(pt: pytest.Pytester) -> None:
     quiet = pt.runpytest("-q")
     quiet.stdout.fnmatch_lines(["*test_over_tokens*over budget: tokens", "3 within budget, "
                                 "1 over budget"])
+
+
+def test_xdist_worker_crash_marks_the_report_incomplete(pt: pytest.Pytester) -> None:
+    pytest.importorskip("xdist")
+    pt.makepyfile(
+        """
+        import os, pytest
+
+        @pytest.mark.perf_budget(p95=1)
+        def test_fine():
+            pass
+
+        def test_crash():
+            os._exit(3)
+        """
+    )
+    result = pt.runpytest_subprocess("-n", "2", "--perf-report=r.json")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    report = read_report(pt.path / "r.json")
+    assert report["complete"] is False
+    assert report["incomplete_reason"].startswith("worker crashed while running")
+    assert [t["outcome"] for t in report["tests"]] == ["passed"]
