@@ -1,8 +1,16 @@
 """pytest-agentperf: performance budgets for LLM multi-agent test suites.
 
-The library layer (profiler, statistics, measurement, report) works without
-pytest running; the pytest plugin lives in :mod:`pytest_agentperf.plugin`.
+The library layer (profiler, optimisation classes, statistics, measurement,
+report) works without pytest running; the pytest plugin lives in
+:mod:`pytest_agentperf.plugin`.  Classes whose modules import heavy
+dependencies (aiohttp, pympler, …) are loaded on first access, so importing the
+plugin stays cheap.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from .budgets import BUDGET_KEYS, BudgetError
 from .profiler import PerformanceMetrics, PerformanceProfiler
@@ -10,14 +18,47 @@ from .record import TestRecord
 from .report import SCHEMA_VERSION, ReportError, load_report, load_schema
 from .stats import SampleSet, percentile, summarize
 
+if TYPE_CHECKING:
+    from .batching import BatchProcessor, BatchResultError
+    from .cache import IntelligentCache
+    from .pool import ConnectionPool, PoolClosedError, PooledSession, PoolTimeoutError
+
 __version__ = "0.1.0"
+
+#: public name -> module that defines it, imported on first access
+_LAZY: dict[str, str] = {
+    "IntelligentCache": "cache",
+    "BatchProcessor": "batching",
+    "BatchResultError": "batching",
+    "ConnectionPool": "pool",
+    "PooledSession": "pool",
+    "PoolTimeoutError": "pool",
+    "PoolClosedError": "pool",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'pytest_agentperf' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "BUDGET_KEYS",
     "SCHEMA_VERSION",
+    "BatchProcessor",
+    "BatchResultError",
     "BudgetError",
+    "ConnectionPool",
+    "IntelligentCache",
     "PerformanceMetrics",
     "PerformanceProfiler",
+    "PoolClosedError",
+    "PoolTimeoutError",
+    "PooledSession",
     "ReportError",
     "SampleSet",
     "TestRecord",

@@ -10,7 +10,7 @@ from a test's record dictionary by :func:`measured_value`.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -68,6 +68,14 @@ BUDGET_KEYS: dict[str, BudgetKey] = {
         BudgetKey("tokens_per_request", "tokens", "max", "positive",
                   "mean tokens per recorded operation", ("tokens", "per_request"),
                   ("tokens", "requests")),
+        BudgetKey("llm_calls", "calls", "max", "positive",
+                  "LLM calls captured from the SDKs and GenAI spans", ("llm", "calls")),
+        BudgetKey("ttft_p95", "s", "max", "positive",
+                  "95th percentile of time to first token of streamed LLM calls",
+                  ("llm", "ttft_p95_s"), ("llm", "streamed_calls")),
+        BudgetKey("cost_usd", "USD", "max", "positive",
+                  "cost of the LLM calls from the perf_llm_prices table",
+                  ("llm", "cost", "usd"), ("llm", "calls")),
     )
 }
 
@@ -197,9 +205,30 @@ def measured_value(record: Mapping[str, Any], key: BudgetKey) -> Any:
     return _lookup(record, key.path)
 
 
-#: Extra checks for keys whose value is not a plain number in the record;
-#: returns a violation or None.  Filled by modules that own such keys.
-CUSTOM_CHECKS: dict[str, Callable[[Mapping[str, Any], float], Violation | None]] = {}
+def _unknown_note(record: Mapping[str, Any], name: str) -> str | None:
+    """Why the value of ``name`` cannot be trusted to be within its limit, if so."""
+    if name in ("tokens", "tokens_per_request"):
+        unknown = _lookup(record, ("tokens", "unknown_calls")) or 0
+        if unknown:
+            return (f"{unknown} LLM calls reported no usage (a stream without "
+                    "stream_options={'include_usage': True}); the total is a lower bound")
+    elif name == "ttft_p95":
+        if _lookup(record, ("llm", "ttft_p95_s")) is None:
+            return "no streamed LLM call measured a time to first token"
+    elif name == "cost_usd":
+        if _lookup(record, ("llm",)) is None:
+            return None  # no LLM call: nothing was spent
+        cost = _lookup(record, ("llm", "cost"))
+        if cost is None:
+            return "no price table: set the perf_llm_prices ini option"
+        if not cost.get("complete", False):
+            parts = []
+            if cost.get("unpriced_models"):
+                parts.append("unpriced models " + ", ".join(cost["unpriced_models"]))
+            if cost.get("unknown_usage_calls"):
+                parts.append(f"{cost['unknown_usage_calls']} calls without usage")
+            return "cost is a lower bound: " + "; ".join(parts)
+    return None
 
 
 def check_budget(budget: Mapping[str, float], record: Mapping[str, Any]) -> list[Violation]:
@@ -215,20 +244,18 @@ def check_budget(budget: Mapping[str, float], record: Mapping[str, Any]) -> list
             continue
         key = BUDGET_KEYS[name]
         limit = budget[name]
-        custom = CUSTOM_CHECKS.get(name)
-        if custom is not None:
-            violation = custom(record, limit)
-            if violation is not None:
-                out.append(violation)
-            continue
         value = measured_value(record, key)
         count = _lookup(record, key.count_path) if key.count_path else None
-        if value is None:
-            continue
-        broken = value > limit if key.direction == "max" else value < limit
-        if broken:
-            out.append(Violation(name, float(value), limit, key.unit,
-                                 int(count) if isinstance(count, (int, float)) else None))
+        n = int(count) if isinstance(count, (int, float)) else None
+        if value is not None:
+            broken = value > limit if key.direction == "max" else value < limit
+            if broken:
+                out.append(Violation(name, float(value), limit, key.unit, n))
+                continue
+        note = _unknown_note(record, name)
+        if note is not None:  # an unknown is never a silent pass
+            out.append(Violation(name, None if value is None else float(value), limit,
+                                 key.unit, n, note))
     return out
 
 

@@ -7,13 +7,22 @@ call phase ends.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Iterator
+from typing import TYPE_CHECKING, Any
+
 import pytest
+import pytest_asyncio
 
 from .profiler import PerformanceProfiler
 from .record import TestRecord
 from .session import SESSION_KEY, ensure_record
 
-__all__ = ["perf_record", "profiler"]
+if TYPE_CHECKING:
+    from .batching import BatchProcessor
+    from .cache import IntelligentCache
+    from .pool import ConnectionPool
+
+__all__ = ["agent_cache", "batch_processor", "connection_pool", "perf_record", "profiler"]
 
 
 @pytest.fixture
@@ -49,3 +58,51 @@ def profiler(perf_record: TestRecord, pytestconfig: pytest.Config) -> Performanc
     prof = PerformanceProfiler(cprofile=settings.cprofile)
     perf_record.add_collector(lambda record: _collect_profiler(prof, record))
     return prof
+
+
+def _section(record: TestRecord, name: str, source: Any) -> None:
+    """Register ``source.report_section()`` as the record's ``name`` section."""
+    record.add_collector(lambda r: r.sections.__setitem__(name, source.report_section()))
+
+
+@pytest.fixture
+def agent_cache(perf_record: TestRecord) -> Iterator[IntelligentCache]:
+    """An :class:`~pytest_agentperf.IntelligentCache` (guide defaults); stats in ``cache``.
+
+    Named ``agent_cache`` so that pytest's own ``cache`` fixture keeps working.
+    """
+    from .cache import IntelligentCache
+
+    cache = IntelligentCache()
+    _section(perf_record, "cache", cache)
+    yield cache
+    cache.close()
+
+
+@pytest_asyncio.fixture
+async def batch_processor(perf_record: TestRecord) -> AsyncIterator[BatchProcessor[Any, Any]]:
+    """A ready :class:`~pytest_agentperf.BatchProcessor` (guide defaults), closed at teardown.
+
+    Its statistics go to the ``batch`` report section.  Other settings: construct
+    ``BatchProcessor(batch_size=..., max_wait_time=...)`` in the test, or override
+    this fixture.
+    """
+    from .batching import BatchProcessor
+
+    processor: BatchProcessor[Any, Any] = BatchProcessor()
+    _section(perf_record, "batch", processor)
+    yield processor
+    await processor.aclose()
+
+
+@pytest_asyncio.fixture
+async def connection_pool(perf_record: TestRecord) -> AsyncIterator[ConnectionPool]:
+    """An initialised :class:`~pytest_agentperf.ConnectionPool` (guide defaults), closed at
+    teardown; real TCP created/reused counts in the ``pool`` report section."""
+    from .pool import ConnectionPool
+
+    pool = ConnectionPool()
+    await pool.initialize()
+    _section(perf_record, "pool", pool)
+    yield pool
+    await pool.close()

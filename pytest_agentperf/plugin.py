@@ -46,6 +46,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                   "(relative to the rootdir); --perf-report overrides", default="")
     parser.addini("perf_memory", "peak memory method, as --perf-memory", default="auto")
     parser.addini(
+        "perf_llm_prices",
+        "LLM prices for the cost_usd budget, one model a line: MODEL INPUT_USD_PER_MTOK "
+        "OUTPUT_USD_PER_MTOK [CACHED_INPUT_USD_PER_MTOK]",
+        type="linelist", default=[],
+    )
+    parser.addini(
         "perf_budget",
         "default budget of every measured test, as key=value words (a marker overrides "
         f"per key). Keys: {describe_keys()}",
@@ -90,6 +96,27 @@ def _memory_method(config: pytest.Config) -> MemoryMethod:
     return value  # type: ignore[return-value]
 
 
+def _llm_prices(config: pytest.Config) -> dict[str, object]:
+    from .llm import parse_price_table
+
+    raw: dict[str, dict[str, str]] = {}
+    for line in config.getini("perf_llm_prices"):
+        words = str(line).split()
+        if not words:
+            continue
+        if len(words) not in (3, 4):
+            raise pytest.UsageError(
+                f"perf_llm_prices ini option: {line!r} should be MODEL INPUT_PER_MTOK "
+                "OUTPUT_PER_MTOK [CACHED_INPUT_PER_MTOK] (USD per million tokens)"
+            )
+        keys = ("input_per_mtok", "output_per_mtok", "cached_input_per_mtok")
+        raw[words[0]] = dict(zip(keys, words[1:], strict=False))
+    try:
+        return dict(parse_price_table(raw))
+    except ValueError as exc:
+        raise pytest.UsageError(f"perf_llm_prices ini option: {exc}") from None
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
@@ -111,6 +138,7 @@ def pytest_configure(config: pytest.Config) -> None:
         memory_method=_memory_method(config),
         cprofile=bool(config.getoption("perf_cprofile")),
         default_budget=default_budget,
+        llm_prices=_llm_prices(config),
     )
     session = PerfSession(config, settings)
     config.stash[SESSION_KEY] = session

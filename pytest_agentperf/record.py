@@ -38,6 +38,8 @@ class TestRecord:
         self.total_tokens = 0
         self.token_requests = 0
         self.tokens_unknown = 0
+        self.tokens_cached: int | None = None
+        self.tokens_reasoning: int | None = None
         self.operations: dict[str, dict[str, Any]] = {}
         #: named report sections added by fixtures and plugins ("cache", "load", …)
         self.sections: dict[str, Any] = {}
@@ -70,6 +72,17 @@ class TestRecord:
             self.completion_tokens += completion
             self.total_tokens += prompt + completion if total is None else total
             self.token_requests += requests
+
+    def add_token_details(
+        self, *, unknown_calls: int = 0, cached: int | None = None, reasoning: int | None = None
+    ) -> None:
+        """Calls whose usage is unknown, and cached/reasoning tokens where reported."""
+        with self._lock:
+            self.tokens_unknown += unknown_calls
+            if cached is not None:
+                self.tokens_cached = (self.tokens_cached or 0) + cached
+            if reasoning is not None:
+                self.tokens_reasoning = (self.tokens_reasoning or 0) + reasoning
 
     def add_latency(self, seconds: float, source: str = "custom") -> None:
         """Add one latency sample (seconds) to the test's budgeted latency."""
@@ -116,6 +129,8 @@ class TestRecord:
             "requests": requests,
             "per_request": self.total_tokens / requests,
             "unknown_calls": self.tokens_unknown,
+            "cached": self.tokens_cached,
+            "reasoning": self.tokens_reasoning,
         }
 
     def to_dict(self) -> dict[str, Any]:

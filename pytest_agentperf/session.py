@@ -37,6 +37,8 @@ class Settings:
     memory_method: MemoryMethod
     cprofile: bool
     default_budget: dict[str, float] = field(default_factory=dict)
+    #: model -> price (USD per million tokens), from the perf_llm_prices ini option
+    llm_prices: dict[str, Any] = field(default_factory=dict)
 
 
 class PerfSession:
@@ -52,6 +54,9 @@ class PerfSession:
         self._env: dict[str, Any] | None = None
         self._last_snapshot = 0.0
         self.written = False
+        from .llm import LLMCapture
+
+        self.llm = LLMCapture()
 
     # -- budgets ---------------------------------------------------------------
     def resolve_budget(self, item: pytest.Item) -> dict[str, float] | None:
@@ -94,11 +99,16 @@ class PerfSession:
 
     @pytest.hookimpl(wrapper=True, trylast=True)
     def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, None, None]:
+        from .llm import LLMStats
+
         record = item.stash.get(RECORD_KEY, None)
         probe = None
         if record is not None and self.settings.memory_method != "off":
             probe = MemoryProbe(self.settings.memory_method)
             probe.start()
+        llm_stats = LLMStats()
+        self.llm.ensure_installed()  # patches SDKs imported since the last test; ~0.1 us
+        self.llm.start(llm_stats.add)
         cpu0 = time.process_time_ns()
         t0 = time.perf_counter_ns()
         try:
@@ -106,14 +116,50 @@ class PerfSession:
         finally:
             t1 = time.perf_counter_ns()
             cpu1 = time.process_time_ns()
+            self.llm.stop()
             if probe is not None:
                 memory = probe.stop()
             record = item.stash.get(RECORD_KEY, None)
+            if record is None and llm_stats.calls:
+                # a test that calls an LLM is measured even without a marker or fixture
+                record = TestRecord(item.nodeid, self.resolve_budget(item))
+                item.stash[RECORD_KEY] = record
             if record is not None:
                 record.call_duration_s = (t1 - t0) / 1e9
                 record.cpu_time_s = (cpu1 - cpu0) / 1e9
                 if probe is not None:
                     record.memory = memory
+                if llm_stats.calls:
+                    self._add_llm(record, llm_stats)
+
+    def _add_llm(self, record: TestRecord, stats: Any) -> None:
+        from .llm import cost_usd
+
+        section = stats.report_section()
+        tokens, llm = section["tokens"], section["llm"]
+        record.add_tokens(tokens["total"], prompt=tokens["prompt"],
+                          completion=tokens["completion"], requests=llm["calls"])
+        record.add_token_details(unknown_calls=tokens["unknown_calls"],
+                                 cached=tokens["cached"], reasoning=tokens["reasoning"])
+        if self.settings.llm_prices:
+            llm["cost"] = cost_usd(stats, self.settings.llm_prices).report_section()
+        record.sections["llm"] = llm
+        per_model = llm["per_model"]
+        for key, samples in stats.operation_samples().items():
+            summary = samples.latency.summary()
+            model = key.removeprefix("llm:")
+            record.add_operation(key, {
+                "count": summary["count"],
+                "total_s": samples.latency.total,
+                "mean_s": summary["mean"],
+                "p50_s": summary["p50"],
+                "p95_s": summary["p95"],
+                "max_s": summary["max"],
+                "tokens": per_model.get(model, {}).get("total", 0),
+                "ttft_p95_s": samples.ttft.percentile(95) if len(samples.ttft) else None,
+                "samples": samples.latency.reservoir[:200],
+            })
+            record.add_latency_samples(samples.latency, "llm")
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(
@@ -220,6 +266,9 @@ class PerfSession:
 
     def pytest_internalerror(self) -> None:
         self.incomplete_reason = "internal error"
+
+    def pytest_unconfigure(self) -> None:
+        self.llm.uninstall()
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:

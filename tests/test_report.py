@@ -59,7 +59,8 @@ def test_report_contract(pt: pytest.Pytester) -> None:
     assert agent["latency"]["source"] == "profiler"
     assert agent["tokens"] == {
         "total": 205, "prompt": 150, "completion": 50, "requests": 6,
-        "per_request": pytest.approx(205 / 6), "unknown_calls": 0,
+        "per_request": pytest.approx(205 / 6), "unknown_calls": 0, "cached": None,
+        "reasoning": None,
     }
     ops = agent["operations"]
     assert set(ops) == {"planner:llm", "tool:search"}

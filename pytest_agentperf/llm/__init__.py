@@ -1,0 +1,43 @@
+"""Automatic capture of LLM calls (tokens, latency, time to first token, model, agent).
+
+Sources: the official ``openai`` and ``anthropic`` SDKs (patched only once they are imported,
+never imported from here) and OpenTelemetry GenAI spans (:class:`GenAISpanProcessor`).
+Nothing in this package imports pytest, an SDK or OpenTelemetry.
+
+Report sections (:meth:`LLMStats.report_section`)::
+
+    tokens: {total, prompt, completion, cached, reasoning, unknown_calls}
+    llm:    {calls, streamed_calls, retries, errors,
+             per_model: {model: {calls, prompt, completion, total, unknown_calls}},
+             per_agent: {agent: {...same...}}, ttft_p95_s}
+
+Token sums cover the calls whose usage the provider reported; ``unknown_calls`` counts the
+others (a stream without ``include_usage``), whose tokens are unknown, not 0.  ``cached`` and
+``reasoning`` are ``None`` when no call reported them.
+"""
+
+from __future__ import annotations
+
+from .calls import CallSink, LLMCall, agent_scope, current_agent
+from .capture import LLMCapture
+from .cost import CostEstimate, ModelPrice, PriceTable, cost_usd, parse_price_table
+from .otel import GenAISpanProcessor
+from .summary import LLMOperationSamples, LLMStats, aggregate_calls, operation_samples
+
+__all__ = [
+    "CallSink",
+    "CostEstimate",
+    "GenAISpanProcessor",
+    "LLMCall",
+    "LLMCapture",
+    "LLMOperationSamples",
+    "LLMStats",
+    "ModelPrice",
+    "PriceTable",
+    "agent_scope",
+    "aggregate_calls",
+    "cost_usd",
+    "current_agent",
+    "operation_samples",
+    "parse_price_table",
+]

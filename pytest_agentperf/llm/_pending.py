@@ -1,0 +1,101 @@
+"""An LLM call in flight: what the SDK patches fill in before it becomes an :class:`LLMCall`."""
+
+from __future__ import annotations
+
+import time
+
+from .calls import CallSink, LLMCall
+
+__all__ = ["PendingCall"]
+
+
+class PendingCall:
+    """Mutable state of one call between its request and the end of its response.
+
+    ``finish`` is idempotent: a stream ends through exhaustion, an error, ``close()`` or
+    garbage collection, whichever comes first; the call is sent to ``sink`` once.
+    """
+
+    __slots__ = (
+        "_t0", "agent", "cached_tokens", "completion_tokens", "done", "error", "model",
+        "operation", "prompt_tokens", "provider", "reasoning_tokens", "response_model",
+        "retries", "sink", "streamed", "total_tokens", "ttft_s",
+    )
+
+    def __init__(
+        self, sink: CallSink, provider: str, operation: str, model: str | None, agent: str | None
+    ) -> None:
+        self.sink = sink
+        self.provider = provider
+        self.operation = operation
+        self.model = model
+        self.agent = agent
+        self.prompt_tokens: int | None = None
+        self.completion_tokens: int | None = None
+        self.total_tokens: int | None = None
+        self.cached_tokens: int | None = None
+        self.reasoning_tokens: int | None = None
+        self.response_model: str | None = None
+        self.ttft_s: float | None = None
+        self.streamed = False
+        self.error: str | None = None
+        self.retries: int | None = 0
+        self.done = False
+        self._t0 = time.perf_counter()
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self._t0
+
+    def first_content(self) -> None:
+        """Mark the time to first token (first call wins)."""
+        if self.ttft_s is None:
+            self.ttft_s = time.perf_counter() - self._t0
+
+    def fail(self, exc: BaseException) -> None:
+        if self.error is None:
+            msg = str(exc)
+            self.error = f"{type(exc).__name__}: {msg}" if msg else type(exc).__name__
+            if len(self.error) > 200:
+                self.error = self.error[:197] + "..."
+
+    def set_usage(
+        self,
+        prompt: int | None,
+        completion: int | None,
+        cached: int | None = None,
+        reasoning: int | None = None,
+        total: int | None = None,
+    ) -> None:
+        self.prompt_tokens = prompt
+        self.completion_tokens = completion
+        if total is None and prompt is not None and completion is not None:
+            total = prompt + completion
+        self.total_tokens = total
+        self.cached_tokens = cached
+        self.reasoning_tokens = reasoning
+
+    def finish(self) -> None:
+        if self.done:
+            return
+        self.done = True
+        latency = time.perf_counter() - self._t0
+        model = self.model or self.response_model or "unknown"
+        call = LLMCall(
+            provider=self.provider,
+            model=model,
+            operation=self.operation,
+            latency_s=latency,
+            agent=self.agent,
+            prompt_tokens=self.prompt_tokens,
+            completion_tokens=self.completion_tokens,
+            total_tokens=self.total_tokens,
+            cached_tokens=self.cached_tokens,
+            reasoning_tokens=self.reasoning_tokens,
+            ttft_s=self.ttft_s,
+            streamed=self.streamed,
+            error=self.error,
+            retries=self.retries,
+            response_model=self.response_model,
+            source="sdk",
+        )
+        self.sink(call)

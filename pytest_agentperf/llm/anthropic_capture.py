@@ -1,0 +1,72 @@
+"""Reading calls of the official ``anthropic`` SDK: ``messages.create`` and its streams.
+
+Input tokens follow the OpenTelemetry GenAI rule: ``input_tokens + cache_read_input_tokens +
+cache_creation_input_tokens``; ``cached_tokens`` is the cache read.  A stream's usage comes from
+``message_start`` (input) and the last ``message_delta`` (output, cumulative; input fields there,
+when not null, supersede those of ``message_start``).  Time to first token is the first
+``content_block_delta``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._pending import PendingCall
+
+__all__ = ["AnthropicAdapter"]
+
+
+def _int(obj: Any, name: str) -> int | None:
+    value = getattr(obj, name, None)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+class AnthropicAdapter:
+    """:class:`~pytest_agentperf.llm._stainless.SDKAdapter` for ``anthropic``."""
+
+    provider = "anthropic"
+    package = "anthropic"
+
+    def classify(self, options: Any) -> str | None:
+        if str(getattr(options, "method", "")).lower() != "post":
+            return None
+        url = getattr(options, "url", "")
+        if not isinstance(url, str):
+            return None
+        if url.split("?", 1)[0].rstrip("/").endswith("/messages"):
+            return "messages"
+        return None
+
+    def read_result(self, pending: PendingCall, result: Any) -> None:
+        model = getattr(result, "model", None)
+        if isinstance(model, str):
+            pending.response_model = model
+        _set(pending, getattr(result, "usage", None), None)
+
+    def read_item(self, pending: PendingCall, item: Any) -> None:
+        kind = getattr(item, "type", None)
+        if kind == "content_block_delta":
+            pending.first_content()
+        elif kind == "message_start":
+            self.read_result(pending, getattr(item, "message", None))
+        elif kind == "message_delta":
+            _set(pending, getattr(item, "usage", None), pending)
+
+
+def _set(pending: PendingCall, usage: Any, previous: PendingCall | None) -> None:
+    """Set usage; ``previous`` (a stream's ``message_start`` values) fills null input fields."""
+    if usage is None:
+        return
+    output = _int(usage, "output_tokens")
+    inp = _int(usage, "input_tokens")
+    read = _int(usage, "cache_read_input_tokens")
+    write = _int(usage, "cache_creation_input_tokens")
+    if previous is not None and inp is None:
+        prompt = previous.prompt_tokens
+        cached = previous.cached_tokens if read is None else read
+    else:
+        prompt = None if inp is None else inp + (read or 0) + (write or 0)
+        cached = read
+    details = getattr(usage, "output_tokens_details", None)
+    reasoning = _int(details, "thinking_tokens") if details is not None else None
+    pending.set_usage(prompt, output, cached=cached, reasoning=reasoning)

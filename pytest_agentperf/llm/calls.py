@@ -1,0 +1,88 @@
+"""The record of one LLM call and the agent scope that attributes calls to an agent.
+
+An :class:`LLMCall` is what every source (the ``openai`` and ``anthropic`` SDK patches, the
+OpenTelemetry span processor) produces, and what the aggregation in :mod:`.stats` consumes.
+Token counts are ``None`` when the provider did not report them (for example a stream
+without ``stream_options={"include_usage": True}``): unknown is never written as 0.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from typing import Any
+
+__all__ = ["CallSink", "LLMCall", "agent_scope", "current_agent"]
+
+
+@dataclass(frozen=True)
+class LLMCall:
+    """One LLM call, as reported by the provider (tokens) and measured here (times)."""
+
+    provider: str
+    """``"openai"``, ``"anthropic"`` or the ``gen_ai.provider.name`` of a span."""
+    model: str
+    """The requested model (the key of price tables); the response model when none was requested."""
+    operation: str
+    """``"chat"``, ``"responses"``, ``"messages"`` or the span's ``gen_ai.operation.name``."""
+    latency_s: float
+    """From the request to the last byte of the response (end of the stream for streams)."""
+    agent: str | None = None
+    prompt_tokens: int | None = None
+    """Input tokens including cached ones (Anthropic: input + cache read + cache creation)."""
+    completion_tokens: int | None = None
+    total_tokens: int | None = None
+    cached_tokens: int | None = None
+    reasoning_tokens: int | None = None
+    ttft_s: float | None = None
+    """Time to the first content of a stream; ``None`` for non-streamed calls."""
+    streamed: bool = False
+    error: str | None = None
+    """The exception's class name (and message) when the call failed, else ``None``."""
+    retries: int | None = None
+    """Retries the SDK made before this result, when visible (SDK capture); ``None`` otherwise."""
+    response_model: str | None = None
+    source: str = "sdk"
+    """``"sdk"`` or ``"otel"``: which layer reported the call."""
+
+    @property
+    def usage_known(self) -> bool:
+        """True when the provider reported the call's token usage."""
+        return self.total_tokens is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable dict of every field."""
+        return asdict(self)
+
+
+CallSink = Callable[[LLMCall], None]
+"""Where captured calls go: any callable taking one :class:`LLMCall`."""
+
+# A ContextVar is a key, not state: each context (task, copied context) holds its own value.
+_AGENT: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "pytest_agentperf_llm_agent", default=None
+)
+
+
+@contextmanager
+def agent_scope(name: str) -> Iterator[None]:
+    """Attribute the LLM calls made inside the block to agent ``name``.
+
+    Context-local: asyncio tasks created inside the block inherit it; plain threads do not
+    (run them with ``contextvars.copy_context().run``). It takes precedence over an
+    enclosing OpenTelemetry ``invoke_agent`` span.
+    """
+    if not name:
+        raise ValueError("agent_scope needs a non-empty agent name")
+    token = _AGENT.set(name)
+    try:
+        yield
+    finally:
+        _AGENT.reset(token)
+
+
+def current_agent() -> str | None:
+    """The agent of the innermost enclosing :func:`agent_scope`, or ``None``."""
+    return _AGENT.get()

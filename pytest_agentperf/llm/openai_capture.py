@@ -1,0 +1,114 @@
+"""Reading calls of the official ``openai`` SDK: chat completions and the responses API.
+
+Usage is the provider's: ``usage`` of a ``ChatCompletion`` / ``Response``, the final chunk of a
+chat stream made with ``stream_options={"include_usage": True}`` (without it the usage is
+unknown), and the ``response.completed`` (``.incomplete`` / ``.failed``) event of a responses
+stream.  Time to first token is the first chunk carrying content (text, tool call or refusal)
+or, for the responses API, the first ``*.delta`` event.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._pending import PendingCall
+
+__all__ = ["OpenAIAdapter"]
+
+
+def _int(obj: Any, name: str) -> int | None:
+    value = getattr(obj, name, None)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _detail(obj: Any, details: str, name: str) -> int | None:
+    return _int(getattr(obj, details, None), name)
+
+
+def _path(options: Any) -> str:
+    url = getattr(options, "url", "")
+    if not isinstance(url, str):
+        return ""
+    return url.split("?", 1)[0].rstrip("/")
+
+
+class OpenAIAdapter:
+    """:class:`~pytest_agentperf.llm._stainless.SDKAdapter` for ``openai``."""
+
+    provider = "openai"
+    package = "openai"
+
+    def classify(self, options: Any) -> str | None:
+        if str(getattr(options, "method", "")).lower() != "post":
+            return None
+        path = _path(options)
+        if path.endswith("/chat/completions"):
+            return "chat"
+        if path.endswith("/responses"):
+            return "responses"
+        if path.endswith("/completions"):
+            return "text_completion"
+        return None
+
+    def read_result(self, pending: PendingCall, result: Any) -> None:
+        model = getattr(result, "model", None)
+        if isinstance(model, str):
+            pending.response_model = model
+        _read_usage(pending, getattr(result, "usage", None))
+        if pending.operation == "responses" and getattr(result, "status", None) == "failed":
+            err = getattr(result, "error", None)
+            pending.error = f"response failed: {getattr(err, 'message', err)}"
+
+    def read_item(self, pending: PendingCall, item: Any) -> None:
+        if pending.operation == "responses":
+            kind = getattr(item, "type", None)
+            if not isinstance(kind, str):
+                return
+            if kind.endswith(".delta"):
+                pending.first_content()
+            elif kind in ("response.completed", "response.incomplete", "response.failed"):
+                self.read_result(pending, getattr(item, "response", None))
+            elif kind == "error":
+                pending.error = f"stream error: {getattr(item, 'message', '')}"
+            return
+        if pending.ttft_s is None:
+            for choice in getattr(item, "choices", None) or ():
+                delta = getattr(choice, "delta", None)
+                if delta is not None and (
+                    getattr(delta, "content", None)
+                    or getattr(delta, "tool_calls", None)
+                    or getattr(delta, "refusal", None)
+                ):
+                    pending.first_content()
+                    break
+        if pending.response_model is None:
+            model = getattr(item, "model", None)
+            if isinstance(model, str):
+                pending.response_model = model
+        usage = getattr(item, "usage", None)
+        if usage is not None:
+            _read_usage(pending, usage)
+
+
+def _read_usage(pending: PendingCall, usage: Any) -> None:
+    if usage is None:
+        return
+    prompt = _int(usage, "prompt_tokens")
+    if prompt is not None:  # chat completions
+        pending.set_usage(
+            prompt,
+            _int(usage, "completion_tokens"),
+            cached=_detail(usage, "prompt_tokens_details", "cached_tokens"),
+            reasoning=_detail(usage, "completion_tokens_details", "reasoning_tokens"),
+            total=_int(usage, "total_tokens"),
+        )
+        return
+    prompt = _int(usage, "input_tokens")
+    if prompt is not None:  # responses API
+        pending.set_usage(
+            prompt,
+            _int(usage, "output_tokens"),
+            cached=_detail(usage, "input_tokens_details", "cached_tokens"),
+            reasoning=_detail(usage, "output_tokens_details", "reasoning_tokens"),
+            total=_int(usage, "total_tokens"),
+        )

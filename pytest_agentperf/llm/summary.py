@@ -1,0 +1,169 @@
+"""Aggregation of LLM calls into the ``tokens`` and ``llm`` report sections.
+
+:class:`LLMStats` folds calls one at a time (thread-safe, bounded memory: per-model and
+per-agent counters plus bounded :class:`~pytest_agentperf.stats.SampleSet` latencies), so it
+can be the capture's sink directly.  :func:`aggregate_calls` is the same fold as a pure
+function of a list of calls.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..stats import SampleSet
+from .calls import LLMCall
+
+__all__ = ["LLMOperationSamples", "LLMStats", "aggregate_calls", "operation_samples"]
+
+
+@dataclass
+class LLMOperationSamples:
+    """Latency and time-to-first-token samples of the calls to one model (``llm:<model>``)."""
+
+    latency: SampleSet = field(default_factory=SampleSet)
+    ttft: SampleSet = field(default_factory=SampleSet)
+
+
+@dataclass
+class _Counter:
+    calls: int = 0
+    prompt: int = 0
+    completion: int = 0
+    total: int = 0
+    cached: int = 0
+    unknown_calls: int = 0
+
+    def add(self, call: LLMCall) -> None:
+        self.calls += 1
+        self.prompt += call.prompt_tokens or 0
+        self.completion += call.completion_tokens or 0
+        self.total += call.total_tokens or 0
+        self.cached += call.cached_tokens or 0
+        if call.total_tokens is None:
+            self.unknown_calls += 1
+
+    def section(self) -> dict[str, int]:
+        return {
+            "calls": self.calls,
+            "prompt": self.prompt,
+            "completion": self.completion,
+            "total": self.total,
+            "unknown_calls": self.unknown_calls,
+        }
+
+
+class LLMStats:
+    """Running aggregate of captured LLM calls; ``add`` (or calling it) records one call.
+
+    Thread-safe: calls arrive from every thread and task of the test.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._all = _Counter()
+        self._cached: int | None = None
+        self._reasoning: int | None = None
+        self._retries = 0
+        self._errors = 0
+        self._streamed = 0
+        self._per_model: dict[str, _Counter] = {}
+        self._per_agent: dict[str, _Counter] = {}
+        self._ops: dict[str, LLMOperationSamples] = {}
+        self._ttft = SampleSet()
+
+    def add(self, call: LLMCall) -> None:
+        """Record one call."""
+        with self._lock:
+            self._all.add(call)
+            if call.cached_tokens is not None:
+                self._cached = (self._cached or 0) + call.cached_tokens
+            if call.reasoning_tokens is not None:
+                self._reasoning = (self._reasoning or 0) + call.reasoning_tokens
+            self._retries += call.retries or 0
+            if call.error is not None:
+                self._errors += 1
+            if call.streamed:
+                self._streamed += 1
+            self._per_model.setdefault(call.model, _Counter()).add(call)
+            if call.agent is not None:
+                self._per_agent.setdefault(call.agent, _Counter()).add(call)
+            ops = self._ops.get(call.model)
+            if ops is None:
+                ops = self._ops[call.model] = LLMOperationSamples()
+            ops.latency.add(call.latency_s)
+            if call.ttft_s is not None:
+                ops.ttft.add(call.ttft_s)
+                self._ttft.add(call.ttft_s)
+
+    __call__ = add
+
+    @property
+    def calls(self) -> int:
+        return self._all.calls
+
+    @property
+    def unknown_calls(self) -> int:
+        """Calls whose token usage the provider did not report."""
+        return self._all.unknown_calls
+
+    def per_model_tokens(self) -> dict[str, tuple[int, int, int, int]]:
+        """``model -> (prompt, cached, completion, unknown_calls)`` for cost estimates."""
+        with self._lock:
+            return {
+                m: (c.prompt, c.cached, c.completion, c.unknown_calls)
+                for m, c in self._per_model.items()
+            }
+
+    def ttft_p95_s(self) -> float | None:
+        """p95 of the time to first token over streamed calls, ``None`` without any."""
+        with self._lock:
+            return self._ttft.percentile(95) if len(self._ttft) else None
+
+    def operation_samples(self) -> dict[str, LLMOperationSamples]:
+        """``{"llm:<model>": samples}`` for the plugin to add as operations (do not mutate)."""
+        with self._lock:
+            return {f"llm:{m}": s for m, s in self._ops.items()}
+
+    def report_section(self) -> dict[str, Any]:
+        """``{"tokens": {...}, "llm": {...}}`` (keys: see :mod:`pytest_agentperf.llm`)."""
+        ttft = self.ttft_p95_s()
+        with self._lock:
+            a = self._all
+            return {
+                "tokens": {
+                    "total": a.total,
+                    "prompt": a.prompt,
+                    "completion": a.completion,
+                    "cached": self._cached,
+                    "reasoning": self._reasoning,
+                    "unknown_calls": a.unknown_calls,
+                },
+                "llm": {
+                    "calls": a.calls,
+                    "streamed_calls": self._streamed,
+                    "retries": self._retries,
+                    "errors": self._errors,
+                    "per_model": {m: c.section() for m, c in sorted(self._per_model.items())},
+                    "per_agent": {g: c.section() for g, c in sorted(self._per_agent.items())},
+                    "ttft_p95_s": ttft,
+                },
+            }
+
+
+def aggregate_calls(calls: Iterable[LLMCall]) -> dict[str, Any]:
+    """The ``tokens`` and ``llm`` report sections of ``calls`` (pure)."""
+    stats = LLMStats()
+    for call in calls:
+        stats.add(call)
+    return stats.report_section()
+
+
+def operation_samples(calls: Iterable[LLMCall]) -> dict[str, LLMOperationSamples]:
+    """Per-model ``llm:<model>`` latency and ttft samples of ``calls`` (pure)."""
+    stats = LLMStats()
+    for call in calls:
+        stats.add(call)
+    return stats.operation_samples()
