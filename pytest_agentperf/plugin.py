@@ -33,6 +33,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "rootdir). Write --perf-report=PATH when a test path follows.",
     )
     group.addoption(
+        "--perf-html", action="store", default=None, metavar="PATH",
+        help="also write a self-contained HTML report (charts, sortable table) to PATH",
+    )
+    group.addoption(
         "--perf-memory", action="store", default=None, choices=MEMORY_CHOICES,
         help="how peak memory is measured: auto (default: hwm where the kernel allows, "
         "else sample), hwm, sample, tracemalloc (Python heap, slow) or off.",
@@ -127,14 +131,20 @@ def pytest_configure(config: pytest.Config) -> None:
         default_budget = parse_budget_items(config.getini("perf_budget"), "perf_budget ini option")
     except BudgetError as exc:
         raise pytest.UsageError(str(exc)) from None
-    report_path = None if hasattr(config, "workerinput") else _report_path(config)
-    if report_path is not None:
-        try:
-            check_writable(report_path)
-        except ReportError as exc:
-            raise pytest.UsageError(f"--perf-report: {exc}") from None
+    is_worker = hasattr(config, "workerinput")
+    report_path = None if is_worker else _report_path(config)
+    html_path = None
+    if not is_worker and config.getoption("perf_html"):
+        html_path = config.invocation_params.dir / str(config.getoption("perf_html"))
+    for option, path in (("--perf-report", report_path), ("--perf-html", html_path)):
+        if path is not None:
+            try:
+                check_writable(path)
+            except ReportError as exc:
+                raise pytest.UsageError(f"{option}: {exc}") from None
     settings = Settings(
         report_path=report_path,
+        html_path=html_path,
         memory_method=_memory_method(config),
         cprofile=bool(config.getoption("perf_cprofile")),
         default_budget=default_budget,

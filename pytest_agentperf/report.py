@@ -141,6 +141,7 @@ def write_report(path: Path, report: Mapping[str, Any]) -> None:
     directory = path.parent
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; a report is for everyone
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(data)
             f.write("\n")
@@ -151,6 +152,12 @@ def write_report(path: Path, report: Mapping[str, Any]) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def load_report(path: str | os.PathLike[str]) -> dict[str, Any]:

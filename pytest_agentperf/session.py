@@ -37,6 +37,7 @@ class Settings:
     memory_method: MemoryMethod
     cprofile: bool
     default_budget: dict[str, float] = field(default_factory=dict)
+    html_path: Path | None = None
     #: model -> price (USD per million tokens), from the perf_llm_prices ini option
     llm_prices: dict[str, Any] = field(default_factory=dict)
 
@@ -239,13 +240,18 @@ class PerfSession:
         )
 
     def _write(self, complete: bool, reason: str | None, final: bool = False) -> None:
-        path = self.settings.report_path
-        if path is None:
+        path, html_path = self.settings.report_path, self.settings.html_path
+        if path is None and not (final and html_path is not None):
             return
         data = self.report(complete, reason)
         if final:
             self.config.hook.pytest_agentperf_report(config=self.config, report=data)
-        write_report(path, data)
+        if path is not None:
+            write_report(path, data)
+        if final and html_path is not None:
+            from .html import write_html
+
+            write_html(html_path, data)
         self._last_snapshot = time.monotonic()
 
     @pytest.hookimpl(tryfirst=True)
@@ -272,7 +278,8 @@ class PerfSession:
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
-        if self.is_worker or self.settings.report_path is None:
+        if self.is_worker or (self.settings.report_path is None and
+                              self.settings.html_path is None):
             return
         reason = self.incomplete_reason
         if self.interrupted or exitstatus == pytest.ExitCode.INTERRUPTED:
@@ -304,6 +311,8 @@ class PerfSession:
             tr.write_line(text, red=bad)
         if self.settings.report_path is not None and self.written:
             tr.write_line(f"perf report: {self.settings.report_path}")
+        if self.settings.html_path is not None and self.written:
+            tr.write_line(f"perf html: {self.settings.html_path}")
 
 
 def _final_outcome(phases: dict[str, Any]) -> str:

@@ -290,3 +290,22 @@ def test_xdist_worker_crash_marks_the_report_incomplete(pt: pytest.Pytester) -> 
     assert report["complete"] is False
     assert report["incomplete_reason"].startswith("worker crashed while running")
     assert [t["outcome"] for t in report["tests"]] == ["passed"]
+
+
+def test_html_report_is_written_beside_the_json(pt: pytest.Pytester) -> None:
+    pt.makepyfile(SUITE)
+    result = pt.runpytest("--perf-report=r.json", "--perf-html=r.html")
+    result.assert_outcomes(passed=4, failed=1)
+    result.stdout.fnmatch_lines(["perf html: *r.html"])
+    page = (pt.path / "r.html").read_text()
+    assert "test_over_tokens" in page and "<svg" in page
+    assert oct((pt.path / "r.json").stat().st_mode & 0o777) == oct(0o666 & ~_umask())
+    bad = pt.runpytest("--perf-html=nowhere/r.html")
+    assert bad.ret == pytest.ExitCode.USAGE_ERROR
+    bad.stderr.fnmatch_lines(["*--perf-html: cannot write report*nowhere*"])
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
