@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from . import regression
 from .budgets import BudgetError, describe_keys, parse_budget_items
 from .measure import MemoryMethod, best_memory_method
 from .report import ReportError, check_writable
@@ -46,6 +47,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="run cProfile inside profiler.profile_operation() blocks "
         "(get_profile_stats() then includes the table).",
     )
+    regression.addoption(group, parser)
     parser.addini("perf_report", "write the JSON performance report to this path "
                   "(relative to the rootdir); --perf-report overrides", default="")
     parser.addini("perf_memory", "peak memory method, as --perf-memory", default="auto")
@@ -122,6 +124,7 @@ def _llm_prices(config: pytest.Config) -> dict[str, object]:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    regression.add_marker(config)
     config.addinivalue_line(
         "markers",
         f"{MARKER}(**limits): performance budget of the test; fails the test when a limit "
@@ -153,6 +156,7 @@ def pytest_configure(config: pytest.Config) -> None:
     session = PerfSession(config, settings)
     config.stash[SESSION_KEY] = session
     config.pluginmanager.register(session, "agentperf-session")
+    regression.register(config)
     from . import fixtures
 
     config.pluginmanager.register(fixtures, "agentperf-fixtures")

@@ -1,0 +1,232 @@
+"""The ``pytest-agentperf`` command line (also ``python -m pytest_agentperf``).
+
+Subcommands:
+
+* ``compare BASE NEW`` — table of changes; exit 1 when a test regressed.
+  ``BASE`` may be ``history`` (the recent runs on this machine, ``--db``).
+* ``merge A B … -o OUT`` — one report from CI shards or separate runs.
+* ``history [NODEID]`` — recent runs, or one test's trend.
+
+Exit codes: 0 fine, 1 regression (``compare``), 2 bad arguments or an
+unreadable file (one line naming it).
+
+Adding a subcommand: write ``add_<name>_parser(subparsers)`` that calls
+``subparsers.add_parser(...)`` and ``set_defaults(func=run)`` with
+``run(args) -> int``, then add it to :data:`SUBCOMMANDS` (one line).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from .compare import (
+    Tolerances,
+    compare_reports,
+    format_comparison,
+    merge_reports,
+    parse_tolerance_spec,
+)
+from .history import DEFAULT_HISTORY_PATH, History, HistoryError, fingerprint
+from .html import add_html_parser
+from .report import ReportError, load_report, write_report
+
+__all__ = ["SUBCOMMANDS", "build_parser", "main"]
+
+PROG = "pytest-agentperf"
+Subparsers = "argparse._SubParsersAction[argparse.ArgumentParser]"
+
+
+class CliError(Exception):
+    """A one-line error for the user (exit status 2)."""
+
+
+def _tolerances(text: str) -> dict[str, float]:
+    try:
+        return parse_tolerance_spec(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be >= 1")
+    return value
+
+
+def _open_history(path: Path) -> History:
+    if not path.is_file():
+        raise CliError(f"history database {path} does not exist "
+                       "(run pytest with --perf-history first)")
+    return History(path)
+
+
+# -- compare ---------------------------------------------------------------------------
+def add_compare_parser(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "compare", help="compare two reports; exit 1 on a regression",
+        description="Compare NEW with BASE test by test and metric by metric. A regression "
+        "is a change beyond the tolerance and, for latency, statistically significant "
+        "(one-sided Mann-Whitney U). Exit 1 when any test regressed.")
+    p.add_argument("base", metavar="BASE", help="baseline report, or 'history' (see --db)")
+    p.add_argument("new", metavar="NEW", help="the report to check")
+    p.add_argument("--tolerance", type=_tolerances, default={}, metavar="SPEC",
+                   help="e.g. latency=10%%,memory=10%%,tokens=5%%,memory_floor=5")
+    p.add_argument("--db", type=Path, default=DEFAULT_HISTORY_PATH, metavar="PATH",
+                   help=f"history database for BASE=history (default {DEFAULT_HISTORY_PATH})")
+    p.add_argument("--all", action="store_true", help="show unchanged metrics too")
+    p.set_defaults(func=run_compare)
+
+
+def run_compare(args: argparse.Namespace) -> int:
+    new = load_report(args.new)
+    if args.base == "history":
+        with _open_history(args.db) as history:
+            fp = fingerprint(new.get("environment") or {})
+            base = history.baseline_report(fp)
+        if base is None:
+            raise CliError(f"history database {args.db} has no complete run on this "
+                           f"machine (fingerprint {fp})")
+    else:
+        base = load_report(args.base)
+    try:
+        tolerances = Tolerances().override(args.tolerance)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    comparison = compare_reports(base, new, tolerances)
+    print(format_comparison(comparison, show_all=args.all))
+    return 1 if comparison.has_regressions else 0
+
+
+# -- merge -----------------------------------------------------------------------------
+def add_merge_parser(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "merge", help="merge reports (CI shards, repeated runs) into one",
+        description="Merge reports into one. Distinct tests are collected; the same test in "
+        "several inputs has its samples pooled and its summary recomputed ('exact': false "
+        "when approximate). The result is complete only when every input is.")
+    p.add_argument("inputs", nargs="+", metavar="REPORT", help="reports to merge")
+    p.add_argument("-o", "--output", type=Path, required=True, metavar="OUT",
+                   help="where to write the merged report")
+    p.set_defaults(func=run_merge)
+
+
+def run_merge(args: argparse.Namespace) -> int:
+    reports = [load_report(path) for path in args.inputs]
+    merged = merge_reports(reports, [str(p) for p in args.inputs])
+    out: Path = args.output
+    if out.is_dir() or not out.parent.is_dir():
+        raise CliError(f"cannot write {out}: not a file path in an existing directory")
+    try:
+        write_report(out, merged)
+    except OSError as exc:
+        raise CliError(f"cannot write {out}: {exc.strerror or exc}") from None
+    s = merged["summary"]
+    print(f"merged {len(reports)} reports, {s['tests']} tests -> {out}"
+          + ("" if merged["complete"] else " (incomplete: " + str(merged["incomplete_reason"])
+             + ")"))
+    for warning in merged["merge"]["environment_warnings"]:
+        print(f"warning: {warning}")
+    return 0
+
+
+# -- history ---------------------------------------------------------------------------
+def add_history_parser(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "history", help="recent runs, or one test's trend, from the history database",
+        description="Without NODEID: the recent runs. With NODEID (or a unique part of one): "
+        "that test's figures run by run.")
+    p.add_argument("nodeid", nargs="?", metavar="NODEID", help="test id (or a unique part)")
+    p.add_argument("--db", type=Path, default=DEFAULT_HISTORY_PATH, metavar="PATH",
+                   help=f"history database (default {DEFAULT_HISTORY_PATH})")
+    p.add_argument("--limit", type=_positive_int, default=20, metavar="N",
+                   help="how many runs to show (default 20)")
+    p.set_defaults(func=run_history)
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value * 1e3:.2f}"
+
+
+def _table(header: Sequence[str], rows: Sequence[tuple[str, ...]]) -> str:
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+                     for r in [header, *rows])
+
+
+def run_history(args: argparse.Namespace) -> int:
+    with _open_history(args.db) as history:
+        if args.nodeid is None:
+            runs = history.runs(limit=args.limit)
+            if not runs:
+                print(f"no runs in {args.db}")
+                return 0
+            rows: list[tuple[str, ...]] = [
+                (str(r.id), r.created, (r.git_commit or "-")[:10], r.git_branch or "-",
+                 r.fingerprint, "yes" if r.complete else "no", str(r.tests), str(r.failed))
+                    for r in runs]
+            print(_table(("run", "created (UTC)", "commit", "branch", "machine", "complete",
+                          "tests", "failed"), rows))
+            return 0
+        nodeid = _resolve_nodeid(history.nodeids(), args.nodeid, args.db)
+        points = history.trend(nodeid, limit=args.limit)
+        first = next((p.p50 for p in points if p.p50), None)
+        trend_rows: list[tuple[str, ...]] = [
+            (str(p.run_id), p.created, (p.git_commit or "-")[:10], p.outcome or "-",
+             _ms(p.p50), _ms(p.p95), _ms(p.mean), "-" if p.count is None else str(p.count),
+                 "-" if p.peak_mb is None else f"{p.peak_mb:.1f}",
+                 "-" if p.tokens is None else str(p.tokens),
+                 "-" if not (first and p.p50) else f"{(p.p50 / first - 1) * 100:+.1f}%")
+                for p in points]
+        print(nodeid)
+        print(_table(("run", "created (UTC)", "commit", "outcome", "p50 ms", "p95 ms",
+                      "mean ms", "n", "peak MiB", "tokens", "p50 vs first"), trend_rows))
+    return 0
+
+
+def _resolve_nodeid(known: list[str], wanted: str, db: Path) -> str:
+    if wanted in known:
+        return wanted
+    matches = [n for n in known if wanted in n]
+    if len(matches) == 1:
+        return matches[0]
+    if not matches:
+        raise CliError(f"no test matching {wanted!r} in history database {db}")
+    raise CliError(f"{wanted!r} matches {len(matches)} tests in {db}: "
+                   + ", ".join(matches[:5]) + (", …" if len(matches) > 5 else ""))
+
+
+#: One ``add_<name>_parser(subparsers)`` per subcommand, in help order.
+SUBCOMMANDS: tuple[Callable[[Any], None], ...] = (
+    add_compare_parser,
+    add_merge_parser,
+    add_history_parser,
+    add_html_parser,
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG, description="pytest-agentperf reports: compare, merge, history, html.")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in SUBCOMMANDS:
+        add(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit status (argparse exits 2 itself on bad arguments)."""
+    args = build_parser().parse_args(argv)
+    try:
+        status: int = args.func(args)
+    except (CliError, ReportError, HistoryError) as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+    return status

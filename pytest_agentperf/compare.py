@@ -1,0 +1,850 @@
+"""Comparing two reports: which tests got slower, hungrier or more token-expensive.
+
+A *regression* is a change beyond the tolerance **and**, for noisy metrics,
+statistically significant:
+
+* **latency** (``p50``, ``p95``, ``mean`` of a test and of each
+  ``agent:operation``): the relative change of the statistic must exceed the
+  tolerance (default +10 %) and a one-sided Mann-Whitney U test on the raw
+  samples kept in the report (``latency.samples``, ``operations[key].samples``)
+  must give ``p < alpha`` in the same direction (default 0.005: both
+  directions together are a 1 % two-sided test).  The test is rank based,
+  so it is robust to the outliers shared CI runners produce.
+  With fewer than ``min_samples`` (default 5) samples on either side, or when
+  not even a perfect separation could reach ``alpha``, the verdict is
+  ``inconclusive``: it never fails a test and is never reported as a pass.
+* **peak memory** (``memory.peak_mb``, one value per test per run): beyond the
+  relative tolerance (+10 %) **and** an absolute floor (5 MiB) so that small
+  figures don't flap.  With several baseline values (a history baseline,
+  ``memory.values``) the current value must also lie outside their range.
+* **tokens** (``tokens.total``): deterministic, tolerance alone (+5 %).
+
+Improvements are the mirror image.  Everything here is pure Python (no
+scipy); percentiles come from :mod:`pytest_agentperf.stats`.
+
+:func:`merge_reports` (CI shards, repeated runs) also lives here: it pools the
+same bounded samples the comparison reads.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import statistics
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Literal
+
+from .report import ReportError, load_report
+from .stats import summarize
+
+__all__ = [
+    "VERDICTS",
+    "Evidence",
+    "MannWhitneyResult",
+    "MetricComparison",
+    "ReportComparison",
+    "ReportError",
+    "TestComparison",
+    "Tolerances",
+    "Verdict",
+    "compare_entries",
+    "compare_latency",
+    "compare_reports",
+    "environment_warnings",
+    "format_comparison",
+    "load_report",
+    "mann_whitney_u",
+    "merge_entries",
+    "merge_reports",
+    "parse_fraction",
+    "parse_tolerance_spec",
+    "pool_samples",
+]
+
+Verdict = Literal["regression", "improvement", "unchanged", "inconclusive"]
+VERDICTS: tuple[Verdict, ...] = ("regression", "improvement", "inconclusive", "unchanged")
+Alternative = Literal["greater", "less", "two-sided"]
+
+#: Exact Mann-Whitney distribution up to this size (the smaller sample, no ties).
+_EXACT_MAX_N = 8
+_LATENCY_STATS: tuple[tuple[str, str], ...] = (("p50", "p50"), ("p95", "p95"), ("mean", "mean"))
+_OP_STATS: tuple[tuple[str, str], ...] = (("p50", "p50_s"), ("p95", "p95_s"), ("mean", "mean_s"))
+
+
+# -- tolerances --------------------------------------------------------------------
+@dataclass(frozen=True)
+class Tolerances:
+    """How much change is allowed before a metric counts as changed.
+
+    ``latency``, ``memory`` and ``tokens`` are relative (0.10 = +10 %);
+    ``memory_floor_mb`` is the smallest absolute memory change that counts;
+    ``alpha`` the significance level of the one-sided tests; ``min_samples``
+    the fewest latency samples per side for a verdict other than inconclusive.
+    """
+
+    latency: float = 0.10
+    memory: float = 0.10
+    tokens: float = 0.05
+    memory_floor_mb: float = 5.0
+    alpha: float = 0.005
+    min_samples: int = 5
+
+    def __post_init__(self) -> None:
+        for name in ("latency", "memory", "tokens"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+                raise ValueError(f"tolerance {name}={value!r} must be a number >= 0")
+        if not (math.isfinite(self.memory_floor_mb) and self.memory_floor_mb >= 0):
+            raise ValueError(f"memory_floor_mb={self.memory_floor_mb!r} must be >= 0")
+        if not 0.0 < self.alpha < 0.5:
+            raise ValueError(f"alpha={self.alpha!r} must be within (0, 0.5)")
+        if self.min_samples < 1:
+            raise ValueError(f"min_samples={self.min_samples!r} must be >= 1")
+
+    def override(self, values: Mapping[str, float]) -> Tolerances:
+        """A copy with some fields replaced (unknown names raise ``ValueError``)."""
+        known = set(asdict(self))
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown tolerance key(s) {unknown}; valid: {sorted(known)}")
+        return replace(self, **values)  # type: ignore[arg-type]
+
+    def as_dict(self) -> dict[str, float]:
+        return {k: float(v) for k, v in asdict(self).items()}
+
+
+_RELATIVE_KEYS = ("latency", "memory", "tokens")
+_KEY_ALIASES = {"memory_floor": "memory_floor_mb"}
+
+
+def parse_fraction(text: str, name: str) -> float:
+    """``"10%"`` or ``"0.1"`` -> 0.1.  A bare number above 1 is refused (write ``150%``)."""
+    raw = text.strip()
+    percent = raw.endswith("%")
+    try:
+        value = float(raw[:-1] if percent else raw)
+    except ValueError:
+        raise ValueError(f"{name}={text!r} is not a number (write e.g. {name}=10%)") from None
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"{name}={text!r} must be a finite number >= 0")
+    if percent:
+        return value / 100.0
+    if value > 1:
+        raise ValueError(f"{name}={text!r} is ambiguous: write {value:g}% for a percentage "
+                         f"or {value / 100:g} for the fraction")
+    return value
+
+
+def parse_tolerance_spec(text: str) -> dict[str, float]:
+    """Parse ``"latency=10%,memory=10%,tokens=5%,memory_floor=5"`` (any subset).
+
+    Relative keys (latency, memory, tokens) take ``N%`` or a fraction;
+    ``memory_floor`` (alias ``memory_floor_mb``) is MiB; ``alpha`` a
+    probability.  Raises ``ValueError`` saying which item is wrong.
+    """
+    out: dict[str, float] = {}
+    for item in (part for part in text.replace(" ", ",").split(",") if part.strip()):
+        key, sep, value = item.partition("=")
+        key = _KEY_ALIASES.get(key.strip(), key.strip())
+        if not sep or not key:
+            raise ValueError(f"expected key=value, got {item!r}")
+        if key in _RELATIVE_KEYS:
+            out[key] = parse_fraction(value, key)
+        elif key in ("memory_floor_mb", "alpha"):
+            try:
+                number = float(value.strip().removesuffix("MiB").strip())
+            except ValueError:
+                raise ValueError(f"{key}={value!r} is not a number") from None
+            if not math.isfinite(number) or number < 0 or (key == "alpha" and not
+                                                           0 < number < 0.5):
+                raise ValueError(f"{key}={value!r} is out of range")
+            out[key] = number
+        else:
+            raise ValueError(f"unknown tolerance key {key!r}; valid: latency, memory, tokens, "
+                             "memory_floor, alpha")
+    return out
+
+
+# -- Mann-Whitney U ------------------------------------------------------------------
+@dataclass(frozen=True)
+class MannWhitneyResult:
+    """``u`` is the statistic of the *first* sample (x); ``p_value`` per ``alternative``."""
+
+    u: float
+    p_value: float
+    alternative: Alternative
+    method: Literal["exact", "normal"]
+    n_x: int
+    n_y: int
+
+
+def _ranks(values: Sequence[float]) -> tuple[list[float], float]:
+    """Mid-ranks (1-based) of ``values`` and the tie term ``sum(t^3 - t)``."""
+    order = sorted(range(len(values)), key=values.__getitem__)
+    ranks = [0.0] * len(values)
+    tie_term = 0.0
+    i = 0
+    n = len(values)
+    while i < n:
+        j = i
+        while j + 1 < n and values[order[j + 1]] == values[order[i]]:
+            j += 1
+        mid = (i + j) / 2.0 + 1.0
+        for k in range(i, j + 1):
+            ranks[order[k]] = mid
+        t = j - i + 1
+        if t > 1:
+            tie_term += t * t * t - t
+        i = j + 1
+    return ranks, tie_term
+
+
+def _exact_cdf_counts(n1: int, n2: int) -> list[int]:
+    """Number of arrangements giving U = 0..n1*n2 (Gaussian binomial coefficients)."""
+    size = n1 * n2 + 1
+    poly = [0] * size
+    poly[0] = 1
+    # prod_{i=1..n1} (1 - q^(n2+i)) / (1 - q^i), each factor a polynomial.
+    for i in range(1, n1 + 1):
+        step = n2 + i
+        for k in range(size - 1, step - 1, -1):  # multiply by (1 - q^step)
+            poly[k] -= poly[k - step]
+        for k in range(i, size):  # divide by (1 - q^i)
+            poly[k] += poly[k - i]
+    return poly
+
+
+def mann_whitney_u(
+    x: Sequence[float], y: Sequence[float], alternative: Alternative = "two-sided"
+) -> MannWhitneyResult:
+    """Mann-Whitney U test of ``x`` against ``y``.
+
+    ``alternative="greater"`` tests whether ``x`` tends to be larger than ``y``.
+    Exact distribution when a sample has at most 8 values and there are no ties;
+    otherwise the normal approximation with tie correction and continuity
+    correction (the same choices as ``scipy.stats.mannwhitneyu`` with
+    ``method="auto"``).  Raises ``ValueError`` on an empty sample.
+    """
+    n1, n2 = len(x), len(y)
+    if n1 == 0 or n2 == 0:
+        raise ValueError("Mann-Whitney U needs at least one value in each sample")
+    combined = [float(v) for v in x] + [float(v) for v in y]
+    ranks, tie_term = _ranks(combined)
+    r1 = math.fsum(ranks[:n1])
+    u1 = r1 - n1 * (n1 + 1) / 2.0
+    if tie_term == 0 and min(n1, n2) <= _EXACT_MAX_N:
+        counts = _exact_cdf_counts(min(n1, n2), max(n1, n2))  # symmetric in n1, n2
+        total = sum(counts)
+        k = round(u1)
+        p_greater = sum(counts[k:]) / total
+        p_less = sum(counts[: k + 1]) / total
+        method: Literal["exact", "normal"] = "exact"
+    else:
+        n = n1 + n2
+        mu = n1 * n2 / 2.0
+        var = n1 * n2 / 12.0 * ((n + 1) - tie_term / (n * (n - 1)))
+        if var <= 0:  # every value equal
+            return MannWhitneyResult(u1, 1.0, alternative, "normal", n1, n2)
+        sigma = math.sqrt(var)
+        p_greater = 0.5 * math.erfc(((u1 - mu - 0.5) / sigma) / math.sqrt(2.0))
+        p_less = 0.5 * math.erfc((-(u1 - mu + 0.5) / sigma) / math.sqrt(2.0))
+        method = "normal"
+    if alternative == "greater":
+        p = p_greater
+    elif alternative == "less":
+        p = p_less
+    else:
+        p = min(1.0, 2.0 * min(p_greater, p_less))
+    return MannWhitneyResult(u1, min(1.0, max(0.0, p)), alternative, method, n1, n2)
+
+
+def _best_possible_p(n1: int, n2: int) -> float:
+    """Smallest one-sided p-value a perfect separation can give (exact)."""
+    return 1.0 / math.comb(n1 + n2, n1)
+
+
+# -- results ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Evidence:
+    """Why a verdict was reached.
+
+    ``method``: ``"mann-whitney"`` (``p_value`` is the one-sided p in the
+    direction of the change), ``"tolerance"`` (deterministic metric) or
+    ``"tolerance+floor"`` (memory).  ``note`` explains inconclusive verdicts.
+    """
+
+    method: str
+    p_value: float | None = None
+    n_baseline: int | None = None
+    n_current: int | None = None
+    note: str | None = None
+
+    def describe(self) -> str:
+        parts: list[str] = []
+        if self.p_value is not None:
+            parts.append(f"Mann-Whitney p={_fmt_p(self.p_value)}")
+        elif self.method != "mann-whitney":
+            parts.append(self.method)
+        if self.n_baseline is not None and self.n_current is not None:
+            parts.append(f"n={self.n_baseline}/{self.n_current}")
+        if self.note:
+            parts.append(self.note)
+        return ", ".join(parts)
+
+
+@dataclass(frozen=True)
+class MetricComparison:
+    """One metric of one test: baseline vs current, relative change, verdict."""
+
+    metric: str  # "latency.p95", "op[planner:llm].p50", "memory.peak_mb", "tokens.total"
+    unit: str  # "s", "MiB", "tokens"
+    baseline: float | None
+    current: float | None
+    change: float | None  # current / baseline - 1
+    tolerance: float
+    verdict: Verdict
+    evidence: Evidence
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "metric": self.metric, "unit": self.unit, "baseline": self.baseline,
+            "current": self.current, "change": self.change, "tolerance": self.tolerance,
+            "verdict": self.verdict,
+            "evidence": {k: v for k, v in asdict(self.evidence).items() if v is not None},
+        }
+
+    def describe(self) -> str:
+        """``latency.p95 0.210 s -> 0.430 s (+104.8%, tolerance 10%; Mann-Whitney p=1e-09)``"""
+        base = _fmt_value(self.baseline, self.unit)
+        cur = _fmt_value(self.current, self.unit)
+        return (
+            f"{self.metric} {base} -> {cur} ({_fmt_change(self.change)}, "
+            f"tolerance {self.tolerance * 100:g}%; {self.evidence.describe()})"
+        )
+
+
+@dataclass
+class TestComparison:
+    """Every metric comparison of one test.
+
+    ``status``: ``"compared"``, ``"new"`` (not in the baseline) or
+    ``"missing"`` (in the baseline, not in this run).
+    """
+
+    __test__ = False  # not a pytest test class
+
+    nodeid: str
+    metrics: list[MetricComparison] = field(default_factory=list)
+    status: Literal["compared", "new", "missing"] = "compared"
+
+    @property
+    def verdict(self) -> Verdict:
+        """Worst verdict: regression > improvement > inconclusive > unchanged."""
+        found = {m.verdict for m in self.metrics}
+        if self.status != "compared":
+            return "inconclusive"
+        for verdict in VERDICTS:
+            if verdict in found:
+                return verdict
+        return "inconclusive"  # nothing comparable was measured
+
+    def by_verdict(self, verdict: Verdict) -> list[MetricComparison]:
+        return [m for m in self.metrics if m.verdict == verdict]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "verdict": self.verdict,
+            "status": self.status,
+            "metrics": [m.as_dict() for m in self.metrics],
+        }
+
+
+@dataclass
+class ReportComparison:
+    """The comparison of two reports."""
+
+    tests: list[TestComparison]
+    tolerances: Tolerances
+    environment_warnings: list[str] = field(default_factory=list)
+
+    def with_verdict(self, verdict: Verdict) -> list[TestComparison]:
+        return [t for t in self.tests if t.verdict == verdict]
+
+    @property
+    def has_regressions(self) -> bool:
+        return any(t.verdict == "regression" for t in self.tests)
+
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = dict.fromkeys(VERDICTS, 0)
+        for t in self.tests:
+            out[t.verdict] += 1
+        return out
+
+
+# -- comparing -------------------------------------------------------------------------
+def _num(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def _samples(value: Any) -> list[float]:
+    if not isinstance(value, list):
+        return []
+    return [float(v) for v in value if _num(v) is not None]
+
+
+def _change(baseline: float | None, current: float | None) -> float | None:
+    if baseline is None or current is None or baseline <= 0:
+        return None
+    return current / baseline - 1.0
+
+
+def compare_latency(
+    metric: str,
+    baseline: float | None,
+    current: float | None,
+    base_samples: Sequence[float],
+    cur_samples: Sequence[float],
+    tolerances: Tolerances,
+) -> MetricComparison:
+    """Compare one latency statistic, using the raw samples for significance."""
+    tol = tolerances.latency
+    change = _change(baseline, current)
+    n_b, n_c = len(base_samples), len(cur_samples)
+    if baseline is None or current is None or change is None:
+        return MetricComparison(metric, "s", baseline, current, change, tol, "inconclusive",
+                                Evidence("mann-whitney", None, n_b, n_c, "not measured"))
+    if min(n_b, n_c) < tolerances.min_samples or (
+        _best_possible_p(n_b, n_c) >= tolerances.alpha
+    ):
+        note = (
+            f"too few samples (need >= {tolerances.min_samples} per side: use the profiler "
+            "or perf_record.add_latency, or a history baseline)"
+        )
+        return MetricComparison(metric, "s", baseline, current, change, tol, "inconclusive",
+                                Evidence("mann-whitney", None, n_b, n_c, note))
+    direction: Alternative = "greater" if change >= 0 else "less"
+    p = mann_whitney_u(cur_samples, base_samples, direction).p_value
+    significant = p < tolerances.alpha
+    verdict: Verdict = "unchanged"
+    if significant and change > tol:
+        verdict = "regression"
+    elif significant and change < -tol:
+        verdict = "improvement"
+    return MetricComparison(metric, "s", baseline, current, change, tol, verdict,
+                            Evidence("mann-whitney", p, n_b, n_c))
+
+
+def _compare_memory(base: Mapping[str, Any], cur: Mapping[str, Any],
+                    tolerances: Tolerances) -> MetricComparison | None:
+    b_mem, c_mem = base.get("memory"), cur.get("memory")
+    if not isinstance(b_mem, Mapping) or not isinstance(c_mem, Mapping):
+        return None
+    current = _num(c_mem.get("peak_mb"))
+    values = _samples(b_mem.get("values")) or [
+        v for v in (_num(b_mem.get("peak_mb")),) if v is not None
+    ]
+    if current is None or not values:
+        return None
+    baseline = statistics.median(values)
+    tol, floor = tolerances.memory, tolerances.memory_floor_mb
+    change = _change(baseline, current)
+    verdict: Verdict = "unchanged"
+    if current - baseline > floor and current > baseline * (1 + tol) and current > max(values):
+        verdict = "regression"
+    elif baseline - current > floor and current < baseline * (1 - tol) and current < min(values):
+        verdict = "improvement"
+    note = f"floor {floor:g} MiB"
+    if len(values) > 1:
+        note += f", baseline median of {len(values)} runs"
+    return MetricComparison("memory.peak_mb", "MiB", baseline, current, change, tol, verdict,
+                            Evidence("tolerance+floor", None, len(values), 1, note))
+
+
+def _compare_tokens(base: Mapping[str, Any], cur: Mapping[str, Any],
+                    tolerances: Tolerances) -> MetricComparison | None:
+    b_tok, c_tok = base.get("tokens"), cur.get("tokens")
+    if not isinstance(b_tok, Mapping) or not isinstance(c_tok, Mapping):
+        return None
+    baseline, current = _num(b_tok.get("total")), _num(c_tok.get("total"))
+    if baseline is None or current is None:
+        return None
+    tol = tolerances.tokens
+    change = _change(baseline, current)
+    verdict: Verdict = "unchanged"
+    note = None
+    if baseline == 0:
+        if current > 0:
+            verdict, note = "regression", "the baseline used no tokens"
+    elif current > baseline * (1 + tol):
+        verdict = "regression"
+    elif current < baseline * (1 - tol):
+        verdict = "improvement"
+    return MetricComparison("tokens.total", "tokens", baseline, current, change, tol, verdict,
+                            Evidence("tolerance", None, None, None, note))
+
+
+def compare_entries(
+    base: Mapping[str, Any], cur: Mapping[str, Any], tolerances: Tolerances | None = None,
+) -> TestComparison:
+    """Compare one test's report entry (``cur``) with its baseline entry (``base``)."""
+    tol = tolerances or Tolerances()
+    nodeid = str(cur.get("nodeid") or base.get("nodeid") or "")
+    out = TestComparison(nodeid)
+    b_lat, c_lat = base.get("latency"), cur.get("latency")
+    if isinstance(b_lat, Mapping) and isinstance(c_lat, Mapping) and (
+        c_lat.get("count") and b_lat.get("count")
+    ):
+        b_s, c_s = _samples(b_lat.get("samples")), _samples(c_lat.get("samples"))
+        for name, key in _LATENCY_STATS:
+            out.metrics.append(compare_latency(
+                f"latency.{name}", _num(b_lat.get(key)), _num(c_lat.get(key)), b_s, c_s, tol))
+    b_ops, c_ops = base.get("operations"), cur.get("operations")
+    if isinstance(b_ops, Mapping) and isinstance(c_ops, Mapping):
+        for op in sorted(set(b_ops) & set(c_ops)):
+            b_op, c_op = b_ops[op], c_ops[op]
+            if not isinstance(b_op, Mapping) or not isinstance(c_op, Mapping):
+                continue
+            b_s, c_s = _samples(b_op.get("samples")), _samples(c_op.get("samples"))
+            for name, key in _OP_STATS:
+                out.metrics.append(compare_latency(
+                    f"op[{op}].{name}", _num(b_op.get(key)), _num(c_op.get(key)), b_s, c_s, tol))
+    for extra in (_compare_memory(base, cur, tol), _compare_tokens(base, cur, tol)):
+        if extra is not None:
+            out.metrics.append(extra)
+    return out
+
+
+def _comparable(entry: Mapping[str, Any]) -> bool:
+    return entry.get("outcome") not in ("skipped", "error")
+
+
+def compare_reports(
+    baseline: Mapping[str, Any],
+    current: Mapping[str, Any],
+    tolerances: Tolerances | None = None,
+) -> ReportComparison:
+    """Compare every test of ``current`` with the same nodeid in ``baseline``.
+
+    Tests only in one of them get ``status`` ``"new"`` / ``"missing"``
+    (verdict inconclusive); skipped or errored entries are not compared.
+    """
+    tol = tolerances or Tolerances()
+    base_tests = {t["nodeid"]: t for t in baseline.get("tests", []) if isinstance(t, Mapping)}
+    cur_tests = {t["nodeid"]: t for t in current.get("tests", []) if isinstance(t, Mapping)}
+    tests: list[TestComparison] = []
+    for nodeid, entry in cur_tests.items():
+        if not _comparable(entry):
+            continue
+        base = base_tests.get(nodeid)
+        if base is None or not _comparable(base):
+            tests.append(TestComparison(nodeid, status="new"))
+        else:
+            tests.append(compare_entries(base, entry, tol))
+    for nodeid, base in base_tests.items():
+        if nodeid not in cur_tests and _comparable(base):
+            tests.append(TestComparison(nodeid, status="missing"))
+    warnings = environment_warnings(baseline.get("environment"), current.get("environment"))
+    return ReportComparison(tests, tol, warnings)
+
+
+_ENV_FIELDS: tuple[tuple[str, str], ...] = (
+    ("implementation", "Python implementation"),
+    ("python", "Python"),
+    ("machine", "CPU architecture"),
+    ("platform", "platform"),
+    ("cpu_count", "CPU count"),
+)
+
+
+def environment_warnings(base_env: Any, cur_env: Any) -> list[str]:
+    """Warnings when the baseline comes from another machine or Python."""
+    if not isinstance(base_env, Mapping) or not isinstance(cur_env, Mapping):
+        return ["baseline has no environment record: cannot tell whether it comes from "
+                "this machine"]
+    diffs = [
+        f"{label} {base_env.get(key)!s} vs {cur_env.get(key)!s}"
+        for key, label in _ENV_FIELDS
+        if key in base_env and key in cur_env and base_env.get(key) != cur_env.get(key)
+    ]
+    if not diffs:
+        return []
+    return ["baseline comes from another machine or Python (" + "; ".join(diffs)
+            + "): timings may differ for reasons other than the code"]
+
+
+# -- formatting -------------------------------------------------------------------------
+def _fmt_p(p: float) -> str:
+    return f"{p:.2g}" if p >= 1e-4 else f"{p:.1e}"
+
+
+def _fmt_change(change: float | None) -> str:
+    if change is None:
+        return "n/a"
+    return f"{change * 100:+.1f}%"
+
+
+def _fmt_value(value: float | None, unit: str) -> str:
+    if value is None:
+        return "-"
+    if unit == "s":
+        if value < 1e-3:
+            return f"{value * 1e6:.1f} us"
+        if value < 1:
+            return f"{value * 1e3:.2f} ms"
+        return f"{value:.3f} s"
+    if unit == "MiB":
+        return f"{value:.1f} MiB"
+    return f"{value:g} {unit}"
+
+
+def format_comparison(comparison: ReportComparison, show_all: bool = False) -> str:
+    """A plain-text table of the changes (every metric when ``show_all``)."""
+    rows: list[tuple[str, str, str, str, str, str, str]] = []
+    for test in comparison.tests:
+        if test.status != "compared":
+            if show_all or test.status == "missing":
+                rows.append((test.nodeid, "-", "-", "-", "-", test.status, ""))
+            continue
+        for m in test.metrics:
+            if not show_all and m.verdict == "unchanged":
+                continue
+            rows.append((test.nodeid, m.metric, _fmt_value(m.baseline, m.unit),
+                         _fmt_value(m.current, m.unit), _fmt_change(m.change), m.verdict,
+                         m.evidence.describe()))
+    header = ("test", "metric", "baseline", "current", "change", "verdict", "evidence")
+    lines: list[str] = []
+    if rows:
+        widths = [max(len(r[i]) for r in [header, *rows]) for i in range(6)]
+        fmt = "  ".join(f"{{:{w}}}" for w in widths) + "  {}"
+        lines.append(fmt.format(*header).rstrip())
+        lines.extend(fmt.format(*r).rstrip() for r in rows)
+    else:
+        lines.append("no changes beyond tolerance")
+    c = comparison.counts()
+    lines.append(
+        f"{c['regression']} regressed, {c['improvement']} improved, "
+        f"{c['inconclusive']} inconclusive, {c['unchanged']} unchanged tests"
+    )
+    lines.extend(f"warning: {w}" for w in comparison.environment_warnings)
+    return "\n".join(lines)
+
+
+def pool_samples(
+    parts: Sequence[tuple[Sequence[float], int]], size: int, seed: int = 0
+) -> tuple[list[float], bool]:
+    """Pool reservoirs into one uniform sample of at most ``size`` values.
+
+    Each part is ``(reservoir, count)``: a uniform sample standing for
+    ``count`` original values.  Returns ``(samples, exact)``; ``exact`` is true
+    when every original value is kept (each reservoir is complete and the total
+    fits).  Otherwise each part contributes in proportion to its ``count``
+    (seeded, so merging is reproducible).
+    """
+    parts = [(list(s), int(c)) for s, c in parts if c > 0 and len(s) > 0]
+    total = sum(c for _, c in parts)
+    if total == 0:
+        return [], True
+    if all(len(s) == c for s, c in parts) and total <= size:
+        return [v for s, _ in parts for v in s], True
+    target = min([float(size)] + [len(s) * total / c for s, c in parts])
+    rng = random.Random(seed)
+    out: list[float] = []
+    for s, c in parts:
+        k = min(len(s), max(1, round(target * c / total)))
+        out.extend(rng.sample(s, k))
+    return out[:size], False
+
+
+_OUTCOME_RANK = ("error", "failed", "xpassed", "passed", "xfailed", "skipped")
+_TEST_RESERVOIR = 1000
+_OP_RESERVOIR = 200
+
+
+def _worst_outcome(outcomes: Iterable[Any]) -> str:
+    found = {str(o) for o in outcomes}
+    for outcome in _OUTCOME_RANK:
+        if outcome in found:
+            return outcome
+    return "passed"
+
+
+def _mean(values: Iterable[Any]) -> float | None:
+    nums = [v for v in (_num(x) for x in values) if v is not None]
+    return math.fsum(nums) / len(nums) if nums else None
+
+
+def _merge_latency(parts: list[Mapping[str, Any]]) -> tuple[dict[str, Any], bool]:
+    with_data = [p for p in parts if isinstance(p.get("count"), int) and p["count"] > 0]
+    if not with_data:
+        return dict(parts[0]) if parts else summarize(()), True
+    pooled, exact = pool_samples(
+        [(_samples(p.get("samples")), int(p["count"])) for p in with_data], _TEST_RESERVOIR)
+    exact = exact and all(p.get("exact", True) for p in with_data)
+    out = summarize(pooled)
+    if not exact:  # count, min, max and mean are known exactly from the inputs
+        count = sum(int(p["count"]) for p in with_data)
+        out["count"] = count
+        mins = [_num(p.get("min")) for p in with_data]
+        maxs = [_num(p.get("max")) for p in with_data]
+        out["min"] = min(v for v in mins if v is not None) if any(
+            v is not None for v in mins) else out["min"]
+        out["max"] = max(v for v in maxs if v is not None) if any(
+            v is not None for v in maxs) else out["max"]
+        sums = [(_num(p.get("mean")) or 0.0) * int(p["count"]) for p in with_data]
+        out["mean"] = math.fsum(sums) / count
+    out["exact"] = exact
+    sources = []
+    for p in with_data:
+        for src in str(p.get("source", "")).split("+"):
+            if src and src not in sources:
+                sources.append(src)
+    out["source"] = "+".join(sources) or "none"
+    out["samples"] = pooled
+    return out, exact
+
+
+def _merge_operation(parts: list[Mapping[str, Any]], runs: int) -> tuple[dict[str, Any], bool]:
+    pooled, exact = pool_samples(
+        [(_samples(p.get("samples")), int(p.get("count") or 0)) for p in parts], _OP_RESERVOIR)
+    out: dict[str, Any] = dict(parts[0])
+    count = sum(int(p.get("count") or 0) for p in parts)
+    total_s = math.fsum(_num(p.get("total_s")) or 0.0 for p in parts)
+    summary = summarize(pooled)
+    out.update({
+        "count": count,
+        "total_s": total_s / runs,
+        "mean_s": total_s / count if count else None,
+        "p50_s": summary["p50"],
+        "p95_s": summary["p95"],
+        "max_s": max((v for v in (_num(p.get("max_s")) for p in parts) if v is not None),
+                     default=summary["max"]),
+        "tokens": round(sum(int(p.get("tokens") or 0) for p in parts) / runs),
+        "samples": pooled,
+    })
+    for key in ("prompt_tokens", "completion_tokens", "errors"):
+        if key in out:
+            out[key] = round(sum(int(p.get(key) or 0) for p in parts) / runs)
+    if "cpu_s" in out:
+        out["cpu_s"] = math.fsum(_num(p.get("cpu_s")) or 0.0 for p in parts) / runs
+    return out, exact
+
+
+def _peak(memory: Mapping[str, Any]) -> float:
+    return _num(memory.get("peak_mb")) or 0.0
+
+
+def merge_entries(entries: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """One entry from several runs of the same test.
+
+    Distributions pool (latency and operation samples; percentiles are
+    recomputed, ``exact`` is false when the pooled samples are a subsample);
+    per-run figures (tokens, operation totals, durations) are averaged over the
+    runs so the result stays comparable with a single run; peak memory keeps
+    the largest peak and every run's value in ``memory.values``; the outcome
+    is the worst one.  ``merged`` records ``runs`` and ``exact``.
+    """
+    if not entries:
+        raise ValueError("merge_entries needs at least one entry")
+    if len(entries) == 1:
+        return dict(entries[0])
+    runs = len(entries)
+    out: dict[str, Any] = {}
+    for e in entries:  # sections (cache, load, …) from the first entry holding them
+        for key, value in e.items():
+            out.setdefault(key, value)
+    latency, exact = _merge_latency(
+        [e["latency"] for e in entries if isinstance(e.get("latency"), Mapping)])
+    out["latency"] = latency
+    out["outcome"] = _worst_outcome(e.get("outcome") for e in entries)
+    out["duration_s"] = _mean(e.get("duration_s") for e in entries)
+    out["cpu_time_s"] = _mean(e.get("cpu_time_s") for e in entries)
+    memories: list[Mapping[str, Any]] = [
+        e["memory"] for e in entries if isinstance(e.get("memory"), Mapping)]
+    if memories:
+        peaks = [v for v in (_num(m.get("peak_mb")) for m in memories) if v is not None]
+        values: list[float] = []
+        for m in memories:
+            values.extend(_samples(m.get("values")) or [
+                v for v in (_num(m.get("peak_mb")),) if v is not None])
+        best = max(memories, key=_peak)
+        memory: dict[str, Any] = dict(best)
+        if peaks:
+            memory["peak_mb"] = max(peaks)
+        memory["values"] = values
+        out["memory"] = memory
+    tokens = [e["tokens"] for e in entries if isinstance(e.get("tokens"), Mapping)]
+    if tokens:
+        merged_tokens = dict(tokens[0])
+        for key in ("total", "prompt", "completion", "requests", "unknown_calls"):
+            if key in merged_tokens:
+                merged_tokens[key] = round(sum(int(t.get(key) or 0) for t in tokens) / runs)
+        requests = merged_tokens.get("requests") or 1
+        merged_tokens["per_request"] = merged_tokens.get("total", 0) / requests
+        out["tokens"] = merged_tokens
+    ops: dict[str, list[Mapping[str, Any]]] = {}
+    for e in entries:
+        if isinstance(e.get("operations"), Mapping):
+            for key, data in e["operations"].items():
+                if isinstance(data, Mapping):
+                    ops.setdefault(key, []).append(data)
+    merged_ops: dict[str, Any] = {}
+    for key, parts in ops.items():
+        merged_ops[key], op_exact = _merge_operation(parts, runs)
+        exact = exact and op_exact
+    out["operations"] = merged_ops
+    out["violations"] = [v for e in entries for v in (e.get("violations") or [])]
+    out["findings"] = [f for e in entries for f in (e.get("findings") or [])]
+    out["merged"] = {"runs": runs, "exact": exact}
+    return out
+
+
+def merge_reports(
+    reports: Sequence[Mapping[str, Any]], names: Sequence[str] | None = None
+) -> dict[str, Any]:
+    """One report from several (CI shards or separate runs).
+
+    Tests with distinct nodeids are collected; the same nodeid in several
+    inputs is merged by :func:`merge_entries`.  The summary is recomputed,
+    ``complete`` is true only when every input is complete, the environment is
+    the first input's (``merge.environment_warnings`` lists differences).
+    """
+    from .report import build_report  # local: keep the import graph obvious
+
+    if not reports:
+        raise ValueError("merge_reports needs at least one report")
+    names = list(names) if names is not None else [f"input {i + 1}" for i in range(len(reports))]
+    if len(names) != len(reports):
+        raise ValueError("merge_reports: one name per report")
+    grouped: dict[str, list[Mapping[str, Any]]] = {}
+    for report in reports:
+        for entry in report.get("tests", []):
+            if isinstance(entry, Mapping) and "nodeid" in entry:
+                grouped.setdefault(str(entry["nodeid"]), []).append(entry)
+    tests = [merge_entries(group) for group in grouped.values()]
+    first = reports[0]
+    warnings: list[str] = []
+    for name, report in zip(names[1:], reports[1:], strict=True):
+        for w in environment_warnings(first.get("environment"), report.get("environment")):
+            warnings.append(f"{name}: {w}")
+    reasons = [f"{n}: {r.get('incomplete_reason') or 'incomplete'}"
+               for n, r in zip(names, reports, strict=True) if not r.get("complete")]
+    starts = [str(r["started"]) for r in reports if r.get("started")]
+    settings = first.get("settings")
+    memory_method = settings.get("memory_method") if isinstance(settings, Mapping) else None
+    return build_report(
+        tests=tests,
+        env=dict(first.get("environment") or {}),
+        complete=not reasons,
+        incomplete_reason="; ".join(reasons) or None,
+        started=min(starts) if starts else None,
+        memory_method=memory_method,
+        extra={"merge": {
+            "inputs": names,
+            "exact": all(t.get("merged", {}).get("exact", True) for t in tests),
+            "environment_warnings": warnings,
+        }},
+    )

@@ -1,0 +1,441 @@
+"""The regression gate, pytest side: options, per-test verdicts, report block, history.
+
+Wiring (in ``plugin.py``)::
+
+    regression.addoption(group, parser)            # in pytest_addoption
+    regression.add_marker(config)                  # in pytest_configure, always
+    regression.register(config)                    # in pytest_configure, after the session
+
+:func:`register` creates a :class:`RegressionPlugin` when ``--perf-baseline``,
+``--perf-history`` (or their ini options) are set.  The plugin loads the
+baseline in every process (xdist workers judge their own tests), wraps
+``pytest_runtest_makereport`` (outside the session's wrapper) to call
+:meth:`RegressionPlugin.check_entry` on each measured test's entry right after
+the budget check, adds a ``baseline`` block to the report, prints a terminal
+section and, on the controller only, appends the run to the history database.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Generator, Mapping
+from dataclasses import dataclass
+from importlib.metadata import version as _dist_version
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ._state import PHASES_KEY
+from .compare import (
+    MetricComparison,
+    Tolerances,
+    compare_entries,
+    environment_warnings,
+    parse_fraction,
+    parse_tolerance_spec,
+)
+from .history import DEFAULT_HISTORY_PATH, History, HistoryError, fingerprint, git_branch
+from .report import ReportError, build_report, environment, load_report
+
+__all__ = [
+    "MARKER",
+    "REGRESSION_KEY",
+    "RegressionPlugin",
+    "RegressionSettings",
+    "add_marker",
+    "addoption",
+    "register",
+]
+
+MARKER = "perf_regression"
+HISTORY = "history"
+_BARE = "\0bare"
+_MARKER_KEYS = ("latency", "memory", "tokens", "memory_floor_mb")
+
+
+def _tolerance_option(text: str) -> dict[str, float]:
+    try:
+        return parse_tolerance_spec(text)
+    except ValueError as exc:
+        raise pytest.UsageError(f"--perf-tolerance: {exc}") from None
+
+
+def addoption(group: Any, parser: pytest.Parser) -> None:
+    """Add the gate's command-line and ini options to ``group`` / ``parser``."""
+    group.addoption(
+        "--perf-baseline", action="store", default=None, metavar="PATH|history",
+        help="compare every measured test with a saved report (PATH) or with the recent "
+        "runs on this machine in the history database ('history'); a significant change "
+        "beyond the tolerance fails the test.",
+    )
+    group.addoption(
+        "--perf-baseline-warn", action="store_true", default=False,
+        help="with --perf-baseline: report regressions as warnings, do not fail tests.",
+    )
+    group.addoption(
+        "--perf-history", action="store", nargs="?", const=_BARE, default=None,
+        metavar="PATH",
+        help=f"append this run to a SQLite history database (bare: {DEFAULT_HISTORY_PATH} "
+        "in the rootdir). Write --perf-history=PATH when a test path follows.",
+    )
+    group.addoption(
+        "--perf-tolerance", action="store", type=_tolerance_option, default=None,
+        metavar="SPEC",
+        help="baseline tolerances, e.g. latency=10%%,memory=10%%,tokens=5%%,memory_floor=5 "
+        "(memory_floor in MiB; defaults as shown); overrides the perf_tolerance ini option.",
+    )
+    parser.addini("perf_baseline", "as --perf-baseline (PATH relative to the rootdir, or "
+                  "'history')", default="")
+    parser.addini("perf_history", "as --perf-history=PATH (relative to the rootdir)",
+                  default="")
+    parser.addini("perf_tolerance", "as --perf-tolerance", default="")
+
+
+def add_marker(config: pytest.Config) -> None:
+    """Register the ``perf_regression`` marker (always, so --strict-markers accepts it)."""
+    config.addinivalue_line(
+        "markers",
+        f"{MARKER}(latency=, memory=, tokens=, memory_floor_mb=): this test's baseline "
+        "tolerances (fractions, 0.25 = +25%, or '25%'; memory_floor_mb in MiB).",
+    )
+
+
+@dataclass(frozen=True)
+class RegressionSettings:
+    baseline: str | None  # "history", a path, or None
+    warn_only: bool
+    history_path: Path | None  # where this run is appended (None: not recorded)
+    history_db: Path  # where a history baseline is read from
+    tolerances: Tolerances
+
+    @classmethod
+    def from_config(cls, config: pytest.Config) -> RegressionSettings | None:
+        """The settings, or None when neither a baseline nor a history is asked for."""
+        root = config.rootpath
+        baseline = config.getoption("perf_baseline", None)
+        if baseline is None:
+            baseline = str(config.getini("perf_baseline")).strip() or None
+            if baseline is not None and baseline != HISTORY and not Path(baseline).is_absolute():
+                baseline = str(root / baseline)
+        elif baseline != HISTORY and not Path(baseline).is_absolute():
+            baseline = str(config.invocation_params.dir / baseline)
+        history_opt = config.getoption("perf_history", None)
+        history_path: Path | None
+        if history_opt == _BARE:
+            history_path = root / DEFAULT_HISTORY_PATH
+        elif history_opt is not None:
+            history_path = Path(history_opt)
+            if not history_path.is_absolute():
+                history_path = config.invocation_params.dir / history_path
+        else:
+            ini = str(config.getini("perf_history")).strip()
+            history_path = (Path(ini) if Path(ini).is_absolute() else root / ini) if ini else None
+        warn_only = bool(config.getoption("perf_baseline_warn", False))
+        if baseline is None and history_path is None:
+            if warn_only:
+                raise pytest.UsageError("--perf-baseline-warn needs --perf-baseline")
+            return None
+        spec: dict[str, float] = {}
+        ini_tol = str(config.getini("perf_tolerance")).strip()
+        if ini_tol:
+            try:
+                spec.update(parse_tolerance_spec(ini_tol))
+            except ValueError as exc:
+                raise pytest.UsageError(f"perf_tolerance ini option: {exc}") from None
+        spec.update(config.getoption("perf_tolerance", None) or {})
+        try:
+            tolerances = Tolerances().override(spec)
+        except ValueError as exc:
+            raise pytest.UsageError(f"--perf-tolerance: {exc}") from None
+        if history_path is not None and history_path.is_dir():
+            raise pytest.UsageError(f"--perf-history: {history_path} is a directory; give "
+                                    "the database file path")
+        return cls(baseline, warn_only, history_path,
+                   history_path or root / DEFAULT_HISTORY_PATH, tolerances)
+
+
+def marker_tolerances(item: pytest.Item, base: Tolerances) -> Tolerances:
+    """``base`` with the item's ``perf_regression`` marker applied (closest wins)."""
+    values: dict[str, float] = {}
+    for mark in item.iter_markers(MARKER):
+        source = f"invalid @pytest.mark.{MARKER}"
+        if mark.args:
+            raise ValueError(f"{source}: positional arguments {mark.args!r} are not accepted; "
+                             f"write e.g. {MARKER}(latency=0.25)")
+        for key, value in mark.kwargs.items():
+            if key not in _MARKER_KEYS:
+                raise ValueError(f"{source}: unknown key {key!r}; valid: "
+                                 + ", ".join(_MARKER_KEYS))
+            if key in values:
+                continue
+            if isinstance(value, str) and key != "memory_floor_mb":
+                values[key] = parse_fraction(value, key)
+            elif isinstance(value, (int, float)) and not isinstance(value, bool) and (
+                math.isfinite(value) and value >= 0
+            ):
+                values[key] = float(value)
+            else:
+                raise ValueError(f"{source}: {key}={value!r} must be a number >= 0")
+    return base.override(values) if values else base
+
+
+REGRESSION_KEY = pytest.StashKey["RegressionPlugin"]()
+
+
+class RegressionPlugin:
+    """Judges measured tests against the baseline; records history on the controller."""
+
+    def __init__(self, config: pytest.Config, settings: RegressionSettings) -> None:
+        self.config = config
+        self.settings = settings
+        self.is_worker = hasattr(config, "workerinput")
+        self.env = environment(config.rootpath, pytest.__version__,
+                               _dist_version("pytest-agentperf"))
+        self.base_tests: dict[str, Mapping[str, Any]] = {}
+        self.source: str | None = None
+        self.notes: list[str] = []
+        self.env_warnings: list[str] = []
+        self.entries: dict[str, dict[str, Any]] = {}
+        self.history_run: int | None = None
+        self.history_error: str | None = None
+        if settings.baseline is not None:
+            self._load_baseline(settings.baseline)
+
+    # -- baseline ------------------------------------------------------------------------
+    def _load_baseline(self, baseline: str) -> None:
+        if baseline == HISTORY:
+            db = self.settings.history_db
+            self.source = f"history {db}"
+            data = None
+            if db.is_file():
+                try:
+                    with History(db) as history:
+                        data = history.baseline_report(fingerprint(self.env))
+                except HistoryError as exc:
+                    raise pytest.UsageError(f"--perf-baseline=history: {exc}") from None
+            if data is None:
+                self.notes.append(f"no earlier complete run on this machine in {db}: "
+                                  "nothing to compare with yet")
+                return
+            runs = data.get("history", {}).get("runs", [])
+            self.source = f"history {db} (runs {', '.join(map(str, runs))})"
+        else:
+            try:
+                data = load_report(baseline)
+            except ReportError as exc:
+                raise pytest.UsageError(f"--perf-baseline: {exc}") from None
+            self.source = baseline
+            self.env_warnings = environment_warnings(data.get("environment"), self.env)
+        self.base_tests = {str(t["nodeid"]): t for t in data["tests"]
+                           if isinstance(t, Mapping) and "nodeid" in t}
+
+    # -- per test (runs where the test runs) ----------------------------------------------
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_setup(self, item: pytest.Item) -> None:
+        if item.get_closest_marker(MARKER) is None:
+            return
+        try:
+            marker_tolerances(item, self.settings.tolerances)
+        except ValueError as exc:
+            pytest.fail(str(exc), pytrace=False)
+
+    def check_entry(self, item: pytest.Item | None, entry: dict[str, Any]) -> list[str]:
+        """Compare one measured test's entry with the baseline.
+
+        Adds ``entry["baseline"]`` (verdict, status, per-metric comparisons)
+        in place and returns failure messages (none in warn mode).  Calling it
+        twice for the same entry does nothing the second time.
+        """
+        if "baseline" in entry or self.source is None:
+            return []
+        tolerances = self.settings.tolerances
+        if item is not None:
+            try:
+                tolerances = marker_tolerances(item, tolerances)
+            except ValueError as exc:
+                return [str(exc)]
+        base = self.base_tests.get(str(entry.get("nodeid")))
+        if base is None:
+            entry["baseline"] = {"verdict": "inconclusive", "status": "new", "metrics": [],
+                                 "note": "not in the baseline"}
+            return []
+        comparison = compare_entries(base, entry, tolerances)
+        entry["baseline"] = comparison.as_dict()
+        regressions = comparison.by_verdict("regression")
+        if not regressions or self.settings.warn_only:
+            return []
+        return [self._message(regressions)]
+
+    def _message(self, regressions: list[MetricComparison]) -> str:
+        return (f"perf regression against baseline {self.source}: "
+                + "; ".join(m.describe() for m in regressions))
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_runtest_makereport(
+        self, item: pytest.Item, call: pytest.CallInfo[None]
+    ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+        rep = yield
+        if rep.when != "call":
+            return rep
+        phases = item.stash.get(PHASES_KEY, None)
+        entry = phases.get("entry") if phases else None
+        if not isinstance(entry, dict) or "baseline" in entry:
+            return rep
+        messages = self.check_entry(item, entry)
+        if self.settings.warn_only:
+            regressed = [m for m in entry.get("baseline", {}).get("metrics", [])
+                         if m.get("verdict") == "regression"]
+            if regressed:
+                rep.sections.append(("agentperf baseline", "warning: regression (not failing, "
+                                     "--perf-baseline-warn)"))
+        if messages:
+            text = "\n".join(messages)
+            if rep.passed and not hasattr(rep, "wasxfail"):
+                rep.outcome = "failed"
+                rep.longrepr = text
+                # the session recorded the call phase before this wrapper: keep the
+                # entry's final outcome (computed at teardown) in step
+                if phases is not None:
+                    phases["call"] = (rep.outcome, False)
+            elif rep.failed and isinstance(rep.longrepr, str):
+                rep.longrepr = f"{rep.longrepr}\n{text}"
+            else:
+                rep.sections.append(("agentperf baseline", text))
+        return rep
+
+    # -- collecting (controller) ----------------------------------------------------------
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        entry = getattr(report, "agentperf", None)
+        if entry is None or report.when != "teardown" or self.is_worker:
+            return
+        self.entries[report.nodeid] = entry
+
+    def summary(self, tests: list[Mapping[str, Any]]) -> dict[str, Any]:
+        """The report's top-level ``baseline`` block."""
+        regressions, improvements, inconclusive, new = [], [], [], []
+        counts = {"regression": 0, "improvement": 0, "inconclusive": 0, "unchanged": 0}
+        for t in tests:
+            b = t.get("baseline")
+            if not isinstance(b, Mapping):
+                continue
+            verdict = str(b.get("verdict"))
+            counts[verdict] = counts.get(verdict, 0) + 1
+            metrics = b.get("metrics") or []
+            if b.get("status") == "new":
+                new.append(t["nodeid"])
+            if any(m.get("verdict") == "regression" for m in metrics):
+                regressions.append({"nodeid": t["nodeid"], "metrics": [
+                    m for m in metrics if m.get("verdict") == "regression"]})
+            if any(m.get("verdict") == "improvement" for m in metrics):
+                improvements.append({"nodeid": t["nodeid"], "metrics": [
+                    m for m in metrics if m.get("verdict") == "improvement"]})
+            if verdict == "inconclusive" and b.get("status") != "new":
+                inconclusive.append(t["nodeid"])
+        return {
+            "source": self.source,
+            "mode": "warn" if self.settings.warn_only else "fail",
+            "tolerances": self.settings.tolerances.as_dict(),
+            "counts": counts,
+            "regressions": regressions,
+            "improvements": improvements,
+            "inconclusive": inconclusive,
+            "new": new,
+            "environment_warnings": self.env_warnings,
+            "notes": self.notes,
+        }
+
+    def pytest_agentperf_report(self, config: pytest.Config, report: dict[str, Any]) -> None:
+        if self.settings.baseline is not None:
+            report["baseline"] = self.summary(report.get("tests", []))
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        path = self.settings.history_path
+        if self.is_worker or path is None:
+            return
+        complete = exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED) and not (
+            session.shouldfail or session.shouldstop)
+        report = build_report(tests=self.entries.values(), env=self.env, complete=complete,
+                              incomplete_reason=None if complete else "stopped early")
+        try:
+            with History(path) as history:
+                self.history_run = history.record_run(
+                    report, branch=git_branch(self.config.rootpath))
+        except HistoryError as exc:
+            self.history_error = str(exc)
+
+    # -- terminal --------------------------------------------------------------------------
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if self.is_worker:
+            return
+        tr = terminalreporter
+        if self.settings.baseline is not None:
+            s = self.summary(list(self.entries.values()))
+            c = s["counts"]
+            tr.write_sep("-", f"agentperf baseline: {self.source}")
+            for note in s["notes"]:
+                tr.write_line(f"note: {note}", yellow=True)
+            for warning in s["environment_warnings"]:
+                tr.write_line(f"warning: {warning}", yellow=True)
+            for r in s["regressions"]:
+                label = "REGRESSION (warning only)" if self.settings.warn_only else "REGRESSION"
+                for m in r["metrics"]:
+                    tr.write_line(f"{label} {r['nodeid']}: {_describe(m)}", red=True)
+            for r in s["improvements"]:
+                for m in r["metrics"]:
+                    tr.write_line(f"improved {r['nodeid']}: {_describe(m)}", green=True)
+            for nodeid in s["inconclusive"]:
+                tr.write_line(f"inconclusive {nodeid}: {_why_inconclusive(self.entries[nodeid])}")
+            tr.write_line(
+                f"{len(s['regressions'])} regressed, {len(s['improvements'])} improved, "
+                f"{len(s['inconclusive'])} inconclusive, {c['unchanged']} unchanged, "
+                f"{len(s['new'])} not in the baseline")
+        if self.history_run is not None:
+            tr.write_line(f"perf history: run {self.history_run} -> {self.settings.history_path}")
+        if self.history_error is not None:
+            tr.write_line(f"agentperf: could not record history: {self.history_error}",
+                          red=True)
+
+
+def _describe(m: Mapping[str, Any]) -> str:
+    def fmt(v: Any) -> str:
+        if not isinstance(v, (int, float)):
+            return "-"
+        if m.get("unit") == "s":
+            return f"{v * 1e3:.2f} ms"
+        return f"{v:.1f} MiB" if m.get("unit") == "MiB" else f"{v:g} {m.get('unit', '')}"
+
+    change = m.get("change")
+    ev = m.get("evidence") or {}
+    evidence = (f"Mann-Whitney p={ev['p_value']:.2g}" if "p_value" in ev
+                else str(ev.get("method", "")))
+    if "n_baseline" in ev and "n_current" in ev:
+        evidence += f", n={ev['n_baseline']}/{ev['n_current']}"
+    change_text = "n/a" if change is None else f"{change * 100:+.1f}%"
+    return (f"{m.get('metric')} {fmt(m.get('baseline'))} -> {fmt(m.get('current'))} "
+            f"({change_text}, tolerance {float(m.get('tolerance', 0)) * 100:g}%; {evidence})")
+
+
+def _why_inconclusive(entry: Mapping[str, Any]) -> str:
+    b = entry.get("baseline") or {}
+    notes = {str((m.get("evidence") or {}).get("note")) for m in b.get("metrics", [])
+             if m.get("verdict") == "inconclusive" and (m.get("evidence") or {}).get("note")}
+    return "; ".join(sorted(notes)) or "nothing comparable was measured"
+
+
+def register(config: pytest.Config) -> RegressionPlugin | None:
+    """Create and register the plugin when the options ask for it (call after the session).
+
+    Idempotent: a second call returns the plugin already registered.
+    """
+    existing = config.stash.get(REGRESSION_KEY, None)
+    if existing is not None:
+        return existing
+    settings = RegressionSettings.from_config(config)
+    if settings is None:
+        return None
+    plugin = RegressionPlugin(config, settings)
+    config.stash[REGRESSION_KEY] = plugin
+    config.pluginmanager.register(plugin, "agentperf-regression")
+    return plugin

@@ -1,0 +1,159 @@
+"""regression.py through real pytest runs: baseline gate, warn mode, history, options.
+
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from _support import by_id, read_report
+
+SUITE = """
+import json, pathlib, time, pytest
+
+CFG = json.loads((pathlib.Path(__file__).parent / "cfg.json").read_text())
+
+def test_agent(profiler):
+    for _ in range(10):
+        with profiler.profile_operation("planner", "llm") as m:
+            time.sleep(0.01 * CFG["factor"])
+            m.tokens_used = CFG["tokens"]
+
+@pytest.mark.perf_regression(latency=5.0, tokens=1.0)
+def test_lenient(profiler):
+    for _ in range(10):
+        with profiler.profile_operation("tool", "x") as m:
+            time.sleep(0.002 * CFG["factor"])
+            m.tokens_used = CFG["tokens"]
+
+@pytest.mark.perf_budget(p95=100)
+def test_one_sample():
+    time.sleep(0.001)
+"""
+
+
+@pytest.fixture
+def rpt(pt: pytest.Pytester) -> pytest.Pytester:
+    pt.makepyfile(test_suite=SUITE)
+    return pt
+
+
+def configure(pt: pytest.Pytester, factor: float = 1.0, tokens: int = 100) -> None:
+    (pt.path / "cfg.json").write_text(json.dumps({"factor": factor, "tokens": tokens}))
+
+
+def baseline(pt: pytest.Pytester) -> Path:
+    configure(pt)
+    pt.runpytest("--perf-report=base.json").assert_outcomes(passed=3)
+    return pt.path / "base.json"
+
+
+def test_slowdown_and_tokens_are_caught(rpt: pytest.Pytester) -> None:
+    base = baseline(rpt)
+    configure(rpt, factor=2.0, tokens=150)
+    result = rpt.runpytest(f"--perf-baseline={base}", "--perf-report=new.json")
+    result.assert_outcomes(passed=2, failed=1)
+    result.stdout.fnmatch_lines([
+        "*perf regression against baseline*latency.p50*->*tolerance 10%*Mann-Whitney p=*",
+        "*agentperf baseline:*",
+        "*REGRESSION*test_agent*tokens.total 1000 tokens -> 1500 tokens (+50.0%*",
+    ])
+    report = read_report(rpt.path / "new.json")
+    agent = by_id(report)["test_agent"]
+    assert agent["outcome"] == "failed"
+    verdicts = {m["metric"]: m["verdict"] for m in agent["baseline"]["metrics"]}
+    assert verdicts["latency.p50"] == "regression"
+    assert verdicts["op[planner:llm].p50"] == "regression"
+    assert verdicts["tokens.total"] == "regression"
+    lenient = by_id(report)["test_lenient"]
+    assert lenient["outcome"] == "passed"  # marker tolerances: +500 % latency, +100 % tokens
+    assert lenient["baseline"]["verdict"] != "regression"
+    assert by_id(report)["test_one_sample"]["baseline"]["verdict"] == "inconclusive"
+    block = report["baseline"]
+    assert block["source"] == str(base) and block["mode"] == "fail"
+    assert [r["nodeid"] for r in block["regressions"]] == ["test_suite.py::test_agent"]
+    assert "test_suite.py::test_one_sample" in block["inconclusive"]
+
+
+def test_unchanged_code_passes_run_after_run(rpt: pytest.Pytester) -> None:
+    base = baseline(rpt)
+    for _ in range(3):
+        result = rpt.runpytest(f"--perf-baseline={base}")
+        result.assert_outcomes(passed=3)
+        result.stdout.fnmatch_lines(["*inconclusive test_suite.py::test_one_sample: too few "
+                                     "samples*", "0 regressed*"])
+
+
+def test_warn_mode_only_warns(rpt: pytest.Pytester) -> None:
+    base = baseline(rpt)
+    configure(rpt, factor=1.0, tokens=300)
+    result = rpt.runpytest(f"--perf-baseline={base}", "--perf-baseline-warn")
+    result.assert_outcomes(passed=3)
+    result.stdout.fnmatch_lines(["*REGRESSION (warning only)*tokens.total*"])
+
+
+def test_bad_baselines_are_usage_errors(rpt: pytest.Pytester) -> None:
+    (rpt.path / "corrupt.json").write_text("{")
+    for name, text in (("missing.json", "does not exist"), ("corrupt.json", "not valid JSON")):
+        result = rpt.runpytest(f"--perf-baseline={name}")
+        assert result.ret == pytest.ExitCode.USAGE_ERROR
+        result.stderr.fnmatch_lines([f"*--perf-baseline:*{name}*{text}*"])
+    result = rpt.runpytest("--perf-tolerance=latency=ten")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--perf-tolerance: latency='ten' is not a number*"])
+    result = rpt.runpytest("--perf-baseline-warn")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+
+
+def test_bad_marker_errors_the_test(rpt: pytest.Pytester) -> None:
+    configure(rpt)
+    rpt.makepyfile(test_bad="""
+import pytest
+@pytest.mark.perf_regression(speed=1)
+def test_x(perf_record):
+    pass
+""")
+    result = rpt.runpytest("test_bad.py", "--perf-history=h.db")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*invalid @pytest.mark.perf_regression: unknown key 'speed'*"])
+
+
+def test_history_baseline_and_other_machine_warning(rpt: pytest.Pytester) -> None:
+    configure(rpt)
+    result = rpt.runpytest("--perf-history", "--perf-baseline=history")
+    result.assert_outcomes(passed=3)
+    result.stdout.fnmatch_lines(["*no earlier complete run on this machine*",
+                                 "*perf history: run 1 -> *history.db"])
+    assert (rpt.path / ".agentperf" / "history.db").is_file()
+    result = rpt.runpytest("--perf-history", "--perf-baseline=history")
+    result.assert_outcomes(passed=3)
+    result.stdout.fnmatch_lines(["*agentperf baseline: history*(runs 1)*", "*0 regressed*"])
+    configure(rpt, tokens=300)
+    result = rpt.runpytest("--perf-baseline=history", "--perf-history")
+    result.assert_outcomes(passed=1, failed=2)
+    # a baseline from another machine gets a warning
+    base = baseline(rpt)
+    data = json.loads(base.read_text())
+    data["environment"]["python"] = "2.7.18"
+    base.write_text(json.dumps(data))
+    result = rpt.runpytest(f"--perf-baseline={base}")
+    result.stdout.fnmatch_lines(["*warning: baseline comes from another machine or Python*"
+                                 "2.7.18*"])
+
+
+def test_xdist_workers_judge_and_controller_records(rpt: pytest.Pytester) -> None:
+    pytest.importorskip("xdist")
+    base = baseline(rpt)
+    configure(rpt, tokens=300)
+    result = rpt.runpytest_subprocess("-n", "2", f"--perf-baseline={base}",
+                                      "--perf-report=x.json", "--perf-history=h.db")
+    result.assert_outcomes(passed=1, failed=2)
+    report = read_report(rpt.path / "x.json")
+    assert len(report["baseline"]["regressions"]) == 2
+    from pytest_agentperf.history import History
+
+    with History(rpt.path / "h.db") as h:
+        assert len(h.runs()) == 1
