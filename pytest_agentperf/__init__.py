@@ -21,6 +21,9 @@ from .stats import SampleSet, percentile, summarize
 if TYPE_CHECKING:
     from .batching import BatchProcessor, BatchResultError
     from .cache import IntelligentCache
+    from .histogram import LatencyHistogram
+    from .load import LoadTester
+    from .middleware import ASGIMiddleware, RequestRecorder, aiohttp_middleware
     from .pool import ConnectionPool, PoolClosedError, PooledSession, PoolTimeoutError
 
 __version__ = "0.1.0"
@@ -34,6 +37,11 @@ _LAZY: dict[str, str] = {
     "PooledSession": "pool",
     "PoolTimeoutError": "pool",
     "PoolClosedError": "pool",
+    "LoadTester": "load",
+    "LatencyHistogram": "histogram",
+    "RequestRecorder": "middleware",
+    "ASGIMiddleware": "middleware",
+    "aiohttp_middleware": "middleware",
 }
 
 
@@ -49,20 +57,25 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "BUDGET_KEYS",
     "SCHEMA_VERSION",
+    "ASGIMiddleware",
     "BatchProcessor",
     "BatchResultError",
     "BudgetError",
     "ConnectionPool",
     "IntelligentCache",
+    "LatencyHistogram",
+    "LoadTester",
     "PerformanceMetrics",
     "PerformanceProfiler",
     "PoolClosedError",
     "PoolTimeoutError",
     "PooledSession",
     "ReportError",
+    "RequestRecorder",
     "SampleSet",
     "TestRecord",
     "__version__",
+    "aiohttp_middleware",
     "load_report",
     "load_schema",
     "percentile",

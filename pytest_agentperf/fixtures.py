@@ -20,9 +20,12 @@ from .session import SESSION_KEY, ensure_record
 if TYPE_CHECKING:
     from .batching import BatchProcessor
     from .cache import IntelligentCache
+    from .load import LoadTester
     from .pool import ConnectionPool
 
-__all__ = ["agent_cache", "batch_processor", "connection_pool", "perf_record", "profiler"]
+__all__ = [
+    "agent_cache", "batch_processor", "connection_pool", "load_tester", "perf_record", "profiler",
+]
 
 
 @pytest.fixture
@@ -106,3 +109,63 @@ async def connection_pool(perf_record: TestRecord) -> AsyncIterator[ConnectionPo
     _section(perf_record, "pool", pool)
     yield pool
     await pool.close()
+
+
+def _collect_load(tester: LoadTester, record: TestRecord) -> None:
+    section = tester.report_section()
+    runs = [r for r in section.get("runs", []) if r]
+    if not runs:
+        return
+    total = sum(r["total_requests"] for r in runs)
+    failed = sum(r["failed_requests"] for r in runs)
+    finished = [r["throughput_rps"] for r in runs if not r.get("interrupted")]
+    section["total_requests"] = total
+    section["error_rate"] = failed / total if total else 0.0
+    section["throughput_rps"] = min(finished) if finished else None
+    record.sections["load"] = section
+    record.add_latency_samples(tester.latency_samples(), "load")
+
+
+class _LiveProgress:
+    """Prints load-test progress on the terminal, for runs longer than ~2 s.
+
+    Quiet under ``-q`` and in xdist workers (no terminal); suspends output capture
+    only for the line it writes.
+    """
+
+    MIN_ELAPSED = 2.0
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+
+    def __call__(self, snap: dict[str, Any]) -> None:
+        if snap.get("elapsed_s", 0.0) < self.MIN_ELAPSED or self.config.option.verbose < 0:
+            return
+        tr = self.config.pluginmanager.get_plugin("terminalreporter")
+        capman = self.config.pluginmanager.get_plugin("capturemanager")
+        if tr is None or capman is None:
+            return
+        p95 = snap.get("p95_s")
+        text = (f"load {snap.get('model', '')}: {snap.get('elapsed_s', 0.0):.0f}s "
+                f"{snap.get('requests', 0)} requests, {snap.get('rps', 0.0):.0f} req/s, "
+                f"{snap.get('errors', 0)} errors, p95 "
+                f"{'-' if p95 is None else f'{p95 * 1000:.1f}ms'}")
+        if snap.get("final"):
+            text += " (done)"
+        with capman.global_and_fixture_disabled():
+            tr.write_line(text)
+
+
+@pytest.fixture
+def load_tester(perf_record: TestRecord, pytestconfig: pytest.Config) -> LoadTester:
+    """A :class:`~pytest_agentperf.LoadTester`; its requests are the test's latency samples.
+
+    ``run_load_test`` is the guide's closed model, ``run_rate_test`` the open model.
+    Budget keys ``error_rate`` and ``throughput`` apply to its runs; the ``load`` report
+    section holds every run with its per-second timeline.
+    """
+    from .load import LoadTester
+
+    tester = LoadTester(progress=_LiveProgress(pytestconfig), progress_interval=1.0)
+    perf_record.add_collector(lambda record: _collect_load(tester, record))
+    return tester

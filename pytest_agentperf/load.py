@@ -1,0 +1,615 @@
+"""Load testing: closed and open load models with bounded memory.
+
+:class:`LoadTester` keeps the guide's API (``run_load_test``) and adds an open
+model (``run_rate_test``) that does not suffer from coordinated omission.
+
+Closed model (``run_load_test``)
+    ``concurrent_users`` users each send ``requests_per_user`` requests, one after
+    the other; user ``i`` starts ``i * ramp_up_time / concurrent_users`` after the
+    run starts (the guide's ramp-up).  Latency is each request's own duration, so
+    a stall of the system also stops the users from sending: the stalled
+    requests are few and the percentiles hide it.  Use it to find the maximum
+    throughput, not the latency users would see.
+
+Open model (``run_rate_test``)
+    Requests start on a fixed schedule, ``rate`` per second (rising linearly from
+    0 over ``ramp_up_time``), whatever the system does: intended start times are
+    computed on the monotonic clock, not by sleeping after each request, and
+    latency is measured from the **intended** start (wrk2's correction), so a
+    stall shows in the percentiles.  ``max_concurrency`` caps the requests in
+    flight; a request that cannot start on time waits, its latency still counts
+    from its intended start, and it is counted in ``late_starts``; requests
+    whose intended start fell inside ``duration`` but that found no free slot
+    before the duration ended are counted in ``not_started`` (without
+    ``max_concurrency`` every scheduled request starts, late if the process was
+    busy, and counts in ``late_starts``).  Each arrival is a
+    new virtual user: ``test_func(k, 0)`` for the k-th arrival.
+
+Both models
+    * Failures (any ``Exception``, including the per-request ``timeout``) are
+      counted apart: latency statistics are those of successful requests only.
+    * ``throughput_rps`` is measured over the *steady window*: completed requests
+      (successful or failed) whose completion time lies in the window, divided by
+      its length.  Closed model: from the start of the last user (end of ramp-up)
+      to the moment the first user finished all its requests.  Open model: from
+      ``ramp_up_time`` to ``duration`` after the start.  When that window is
+      shorter than 10 % of the run or holds no completion, the whole run is used
+      (completions / (last completion - start)); ``throughput_basis`` says which.
+    * Each run has its own histograms: a second run never mixes into the first's
+      result.  :meth:`LoadTester.latency_histogram` merges all runs.
+    * Memory is independent of the number of requests: HDR histograms (1 ns .. 1 h,
+      3 significant digits), a per-second timeline and the in-flight tasks.
+    * Cancellation (Ctrl-C under ``asyncio.run``, ``task.cancel()``) stops the run,
+      the requests in flight are cancelled and not counted (``unfinished``), what
+      was measured is kept: the partial result, marked ``"interrupted": True``, is
+      appended to :attr:`LoadTester.results` (and ``last_result``, and the
+      report) before ``CancelledError`` propagates, as asyncio requires.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import sys
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from .histogram import NS_PER_S, FastHdr, LatencyHistogram, clamp_ns, new_hdr
+from .stats import SampleSet
+
+if TYPE_CHECKING:
+    from .middleware import RequestRecorder
+
+__all__ = ["LoadRun", "LoadTester", "ProgressCallback", "TestFunc"]
+
+TestFunc = Callable[[int, int], Awaitable[Any]]
+ProgressCallback = Callable[[dict[str, Any]], None]
+
+_MAX_ERROR_TYPES = 50
+_MAX_MESSAGE = 500
+_OTHER_ERRORS = "<other>"
+# The dispatcher of the open model yields after this many starts in a row.
+_DISPATCH_BATCH = 64
+
+
+class _Unset:
+    pass
+
+
+_UNSET = _Unset()
+
+
+class _ErrorTable:
+    """Errors grouped by exception type: count and first message (bounded)."""
+
+    __slots__ = ("_table",)
+
+    def __init__(self) -> None:
+        self._table: dict[str, list[Any]] = {}
+
+    def add(self, exc: BaseException, timeout: float | None) -> None:
+        name = type(exc).__name__
+        entry = self._table.get(name)
+        if entry is None:
+            if len(self._table) >= _MAX_ERROR_TYPES:
+                name = _OTHER_ERRORS
+                entry = self._table.get(name)
+            if entry is None:
+                message = str(exc)
+                timed_out = isinstance(exc, (TimeoutError, asyncio.TimeoutError))
+                if not message and timed_out and timeout is not None:
+                    message = f"request exceeded the timeout of {timeout:g} s"
+                entry = self._table[name] = [0, message[:_MAX_MESSAGE]]
+        entry[0] += 1
+
+    def as_dict(self) -> dict[str, dict[str, Any]]:
+        return {k: {"count": v[0], "first_message": v[1]} for k, v in self._table.items()}
+
+
+class _Timeline:
+    """Per-second counts and p95 by completion time; one reused histogram."""
+
+    __slots__ = ("_errors", "_fast", "_requests", "_sec", "_t0", "entries")
+
+    def __init__(self, t0_ns: int) -> None:
+        self._t0 = t0_ns
+        self._sec = 0
+        self._requests = 0
+        self._errors = 0
+        # 1 us resolution floor, 2 significant digits: p95 per second within 1 %.
+        self._fast: FastHdr | None = FastHdr(new_hdr(lowest_ns=1000, digits=2))
+        self.entries: list[dict[str, Any]] = []
+
+    def add(self, end_ns: int, latency_ns: int | None) -> None:
+        sec = max(0, (end_ns - self._t0) // NS_PER_S)
+        if sec != self._sec:
+            self._flush(sec)
+        self._requests += 1
+        if latency_ns is None:
+            self._errors += 1
+        else:
+            assert self._fast is not None
+            self._fast.record(max(1000, latency_ns))
+
+    def _flush(self, new_sec: int) -> None:
+        assert self._fast is not None
+        hist = self._fast.sync()
+        count = hist.get_total_count()
+        p95 = hist.get_value_at_percentile(95.0) / NS_PER_S if count else None
+        self.entries.append(
+            {"t": self._sec, "requests": self._requests, "errors": self._errors, "p95": p95}
+        )
+        for gap in range(self._sec + 1, new_sec):
+            self.entries.append({"t": gap, "requests": 0, "errors": 0, "p95": None})
+        if count:
+            hist.reset()
+        self._sec = new_sec
+        self._requests = self._errors = 0
+
+    def close(self) -> None:
+        if self._requests or not self.entries:
+            self._flush(self._sec + 1)
+        self._fast = None
+
+
+class LoadRun:
+    """The measurement of one load run (either model); see :meth:`result`."""
+
+    def __init__(self, model: str, parameters: dict[str, Any], timeout: float | None) -> None:
+        self.model = model
+        self.parameters = parameters
+        self.timeout = timeout
+        self.t0_ns = time.perf_counter_ns()
+        self.end_ns = self.t0_ns
+        self.histogram = LatencyHistogram()
+        self.start_lag = LatencyHistogram() if model == "open" else None
+        self.errors = _ErrorTable()
+        self.timeline = _Timeline(self.t0_ns)
+        self.succeeded = 0
+        self.failed = 0
+        self.in_flight = 0
+        self.unfinished = 0
+        self.late_starts = 0
+        self.not_started = 0
+        self.interrupted = False
+        self.truncated = False
+        self.last_completion_ns = self.t0_ns
+        # steady window: [w0, w1] on the monotonic clock, and completions before each
+        self.w0_ns = self.t0_ns
+        self.w1_ns: int | None = None
+        self._w0_count: int | None = None
+        self._w1_count: int | None = None
+        self._finished = False
+
+    # -- recording -----------------------------------------------------------
+    def _completed(self, end_ns: int) -> None:
+        done = self.succeeded + self.failed
+        if self._w0_count is None and end_ns >= self.w0_ns:
+            self._w0_count = done
+        if self._w1_count is None and self.w1_ns is not None and end_ns > self.w1_ns:
+            self._w1_count = done
+        self.last_completion_ns = end_ns
+
+    def record_success(self, end_ns: int, latency_ns: int) -> None:
+        self._completed(end_ns)
+        self.succeeded += 1
+        latency_ns = clamp_ns(latency_ns)
+        self.histogram.record_ns(latency_ns)
+        self.timeline.add(end_ns, latency_ns)
+
+    def record_failure(self, end_ns: int, exc: BaseException) -> None:
+        self._completed(end_ns)
+        self.failed += 1
+        self.errors.add(exc, self.timeout)
+        self.timeline.add(end_ns, None)
+
+    def close_window(self, end_ns: int) -> None:
+        """Mark the end of the steady window now (closed model: first user done)."""
+        if self.w1_ns is None:
+            self.w1_ns = end_ns
+            self._w1_count = self.succeeded + self.failed
+
+    def finish(self) -> None:
+        if self._finished:
+            return
+        self._finished = True
+        self.end_ns = time.perf_counter_ns()
+        self.timeline.close()
+
+    # -- reading -------------------------------------------------------------
+    @property
+    def total(self) -> int:
+        return self.succeeded + self.failed
+
+    def _throughput(self) -> tuple[float, str, list[float]]:
+        total = self.total
+        run_ns = max(1, self.last_completion_ns - self.t0_ns)
+        w1_ns = self.w1_ns
+        if w1_ns is not None:
+            c0 = self._w0_count if self._w0_count is not None else total
+            c1 = self._w1_count if self._w1_count is not None else total
+            span = w1_ns - self.w0_ns
+            if span > 0 and span >= 0.1 * run_ns and c1 > c0:
+                window = [(self.w0_ns - self.t0_ns) / NS_PER_S, (w1_ns - self.t0_ns) / NS_PER_S]
+                return (c1 - c0) * NS_PER_S / span, "steady", window
+        window = [0.0, run_ns / NS_PER_S]
+        return (total * NS_PER_S / run_ns if total else 0.0), "whole_run", window
+
+    def snapshot(self, now_ns: int, rps: float) -> dict[str, Any]:
+        """Progress snapshot: elapsed_s, requests, rps, errors, p95_s, in_flight..."""
+        hist = self.histogram
+        return {
+            "model": self.model,
+            "elapsed_s": (now_ns - self.t0_ns) / NS_PER_S,
+            "requests": self.total,
+            "rps": rps,
+            "errors": self.failed,
+            "p95_s": hist.percentile(95.0) if len(hist) else None,
+            "in_flight": self.in_flight,
+            "late_starts": self.late_starts,
+            "final": False,
+        }
+
+    def result(self) -> dict[str, Any]:
+        """The run's result dict (the guide's keys plus ours); JSON-serialisable."""
+        total = self.total
+        s = self.histogram.summary()
+        throughput, basis, window = self._throughput()
+        out: dict[str, Any] = {
+            "model": self.model,
+            "total_requests": total,
+            "successful_requests": self.succeeded,
+            "failed_requests": self.failed,
+            "error_rate": self.failed / total if total else 0.0,
+            "throughput_rps": throughput,
+            "throughput_basis": basis,
+            "throughput_window_s": window,
+            "duration_s": (self.end_ns - self.t0_ns) / NS_PER_S,
+            "response_time": {
+                "min": s["min"], "max": s["max"], "mean": s["mean"], "median": s["p50"],
+                "p50": s["p50"], "p90": s["p90"], "p95": s["p95"], "p99": s["p99"],
+                "p999": s["p999"], "exact": s["exact"],
+            },
+            "errors": self.errors.as_dict(),
+            "timeline": list(self.timeline.entries),
+            "timeout": self.timeout,
+            "unfinished": self.unfinished,
+            "interrupted": self.interrupted,
+            "truncated": self.truncated,
+            "parameters": dict(self.parameters),
+        }
+        if self.start_lag is not None:
+            lag = self.start_lag.summary()
+            out["late_starts"] = self.late_starts
+            out["not_started"] = self.not_started
+            out["start_lag"] = {"p50": lag["p50"], "p99": lag["p99"], "max": lag["max"]}
+        return out
+
+
+def _arrivals_before(t: float, rate: float, ramp: float) -> int:
+    """Number of scheduled arrivals with an intended start strictly before ``t``."""
+    if t <= 0:
+        return 0
+    in_ramp = ramp > 0 and t <= ramp
+    n = rate * t * t / (2 * ramp) if in_ramp else rate * ramp / 2 + rate * (t - ramp)
+    return math.ceil(n - 1e-9)
+
+
+def _intended_offset(k: int, rate: float, ramp: float) -> float:
+    """Intended start (s after the run start) of the k-th arrival (k >= 0)."""
+    ramp_arrivals = rate * ramp / 2
+    if ramp > 0 and k < ramp_arrivals:
+        return math.sqrt(2 * ramp * k / rate)
+    return ramp + (k - ramp_arrivals) / rate
+
+
+class LoadTester:
+    """Closed and open load models, measured without coordinated omission.
+
+    ``progress(snapshot)`` is called at most every ``progress_interval`` seconds
+    while a run lasts (keys ``model, elapsed_s, requests, rps, errors, p95_s,
+    in_flight, late_starts, final``) and once more with ``final=True`` when it
+    ends; the library never prints.  ``timeout`` is the default per-request
+    timeout in seconds (None: none), ``late_threshold`` how late (s) an open-model
+    start may be before it counts as late, ``drain_timeout`` how long an open run
+    waits for requests still in flight after its schedule ended.  ``server``: a
+    :class:`~pytest_agentperf.middleware.RequestRecorder` whose server-side
+    latencies the report shows next to the client-side ones.
+    """
+
+    def __init__(
+        self,
+        progress: ProgressCallback | None = None,
+        progress_interval: float = 1.0,
+        *,
+        timeout: float | None = None,
+        late_threshold: float = 0.01,
+        drain_timeout: float = 10.0,
+        server: RequestRecorder | None = None,
+    ) -> None:
+        if progress_interval <= 0:
+            raise ValueError("progress_interval must be > 0")
+        _check_timeout(timeout)
+        if late_threshold < 0 or drain_timeout < 0:
+            raise ValueError("late_threshold and drain_timeout must be >= 0")
+        self.progress = progress
+        self.progress_interval = progress_interval
+        self.timeout = timeout
+        self.late_threshold = late_threshold
+        self.drain_timeout = drain_timeout
+        self.server = server
+        #: One result dict per run, in order (interrupted runs included).
+        self.results: list[dict[str, Any]] = []
+        self._merged = LatencyHistogram()
+
+    @property
+    def last_result(self) -> dict[str, Any] | None:
+        return self.results[-1] if self.results else None
+
+    # -- closed model --------------------------------------------------------
+    async def run_load_test(
+        self,
+        test_func: TestFunc,
+        concurrent_users: int = 10,
+        requests_per_user: int = 100,
+        ramp_up_time: float = 10.0,
+        *,
+        timeout: float | _Unset | None = _UNSET,
+        max_duration: float | None = None,
+    ) -> dict[str, Any]:
+        """Closed model with the guide's ramp-up; returns the run's result dict.
+
+        ``max_duration`` (s) bounds the run: users still running then are
+        cancelled, their in-flight requests reported as ``unfinished`` and the
+        result marked ``truncated``.
+        """
+        if concurrent_users < 1 or requests_per_user < 0:
+            raise ValueError("concurrent_users must be >= 1 and requests_per_user >= 0")
+        if ramp_up_time < 0:
+            raise ValueError("ramp_up_time must be >= 0")
+        if max_duration is not None and max_duration <= 0:
+            raise ValueError("max_duration must be > 0")
+        req_timeout = self._timeout(timeout)
+        run = LoadRun(
+            "closed",
+            {"concurrent_users": concurrent_users, "requests_per_user": requests_per_user,
+             "ramp_up_time": ramp_up_time, "max_duration": max_duration},
+            req_timeout,
+        )
+        delay_ns = int(ramp_up_time * NS_PER_S / concurrent_users)
+        run.w0_ns = run.t0_ns + delay_ns * (concurrent_users - 1)
+
+        async def user(user_id: int) -> None:
+            start_at = run.t0_ns + user_id * delay_ns
+            wait = start_at - time.perf_counter_ns()
+            if wait > 0:
+                await asyncio.sleep(wait / NS_PER_S)
+            for request_id in range(requests_per_user):
+                await _one_request(run, test_func, user_id, request_id, None, req_timeout)
+            run.close_window(time.perf_counter_ns())
+
+        tasks = [asyncio.ensure_future(user(i)) for i in range(concurrent_users)]
+        return await self._supervise(run, tasks, max_duration)
+
+    # -- open model ----------------------------------------------------------
+    async def run_rate_test(
+        self,
+        test_func: TestFunc,
+        rate: float,
+        duration: float,
+        max_concurrency: int | None = None,
+        *,
+        ramp_up_time: float = 0.0,
+        timeout: float | _Unset | None = _UNSET,
+    ) -> dict[str, Any]:
+        """Open model: ``rate`` starts per second for ``duration`` seconds."""
+        if rate <= 0 or duration <= 0:
+            raise ValueError("rate and duration must be > 0")
+        if max_concurrency is not None and max_concurrency < 1:
+            raise ValueError("max_concurrency must be >= 1 or None")
+        if not 0 <= ramp_up_time <= duration:
+            raise ValueError("ramp_up_time must be within 0..duration")
+        req_timeout = self._timeout(timeout)
+        planned = _arrivals_before(duration, rate, ramp_up_time)
+        run = LoadRun(
+            "open",
+            {"rate": rate, "duration": duration, "max_concurrency": max_concurrency,
+             "ramp_up_time": ramp_up_time, "planned_requests": planned},
+            req_timeout,
+        )
+        run.w0_ns = run.t0_ns + int(ramp_up_time * NS_PER_S)
+        run.w1_ns = run.t0_ns + int(duration * NS_PER_S)
+        dispatcher = asyncio.ensure_future(
+            self._dispatch(run, test_func, rate, duration, max_concurrency, planned, req_timeout)
+        )
+        return await self._supervise(run, [dispatcher], None)
+
+    async def _dispatch(
+        self,
+        run: LoadRun,
+        test_func: TestFunc,
+        rate: float,
+        duration: float,
+        max_concurrency: int | None,
+        planned: int,
+        req_timeout: float | None,
+    ) -> None:
+        live: set[asyncio.Future[None]] = set()
+        sem = asyncio.Semaphore(max_concurrency) if max_concurrency else None
+        late_ns = int(self.late_threshold * NS_PER_S)
+        end_ns = run.t0_ns + int(duration * NS_PER_S)
+        ramp = run.parameters["ramp_up_time"]
+        k = 0
+        burst = 0
+        try:
+            while k < planned:
+                intended = run.t0_ns + int(_intended_offset(k, rate, ramp) * NS_PER_S)
+                now = time.perf_counter_ns()
+                if intended > now:
+                    burst = 0
+                    await asyncio.sleep((intended - now) / NS_PER_S)
+                elif burst >= _DISPATCH_BATCH:
+                    burst = 0
+                    await asyncio.sleep(0)
+                if sem is not None and sem.locked():
+                    remaining = (end_ns - time.perf_counter_ns()) / NS_PER_S
+                    try:
+                        await asyncio.wait_for(sem.acquire(), max(0.0, remaining))
+                    except asyncio.TimeoutError:
+                        break
+                elif sem is not None:
+                    await sem.acquire()
+                now = time.perf_counter_ns()
+                lag = max(0, now - intended)
+                assert run.start_lag is not None
+                run.start_lag.record_ns(lag)
+                if lag > late_ns:
+                    run.late_starts += 1
+                fut = asyncio.ensure_future(
+                    _one_request(run, test_func, k, 0, intended, req_timeout, sem)
+                )
+                live.add(fut)
+                fut.add_done_callback(live.discard)
+                k += 1
+                burst += 1
+            run.not_started = planned - k
+            if live:
+                await asyncio.wait(list(live), timeout=self.drain_timeout)
+        finally:
+            pending = [f for f in live if not f.done()]
+            if pending:
+                run.truncated = True
+                for f in pending:
+                    f.cancel()
+                await asyncio.gather(*pending, return_exceptions=True)
+
+    # -- shared machinery ----------------------------------------------------
+    async def _supervise(
+        self, run: LoadRun, tasks: Sequence[asyncio.Future[None]], max_duration: float | None
+    ) -> dict[str, Any]:
+        reporter = (
+            asyncio.ensure_future(self._report_progress(run)) if self.progress else None
+        )
+        progress_error: BaseException | None = None
+        try:
+            _, pending = await asyncio.wait(tasks, timeout=max_duration)
+            if pending:
+                run.truncated = True
+                for t in pending:
+                    t.cancel()
+                await asyncio.gather(*pending, return_exceptions=True)
+            for t in tasks:
+                if not t.cancelled() and t.exception() is not None:
+                    raise t.exception()  # type: ignore[misc]
+        except asyncio.CancelledError:
+            run.interrupted = True
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
+        finally:
+            run.finish()
+            if reporter is not None:
+                reporter.cancel()
+                (outcome,) = await asyncio.gather(reporter, return_exceptions=True)
+                if isinstance(outcome, Exception):
+                    progress_error = outcome
+            result = run.result()
+            self.results.append(result)
+            self._merged.merge(run.histogram)
+            if self.progress is not None:
+                snap = run.snapshot(run.end_ns, result["throughput_rps"])
+                snap["final"] = True
+                snap["interrupted"] = run.interrupted
+                self.progress(snap)
+        if progress_error is not None:  # the result is kept in self.results
+            raise progress_error
+        return result
+
+    async def _report_progress(self, run: LoadRun) -> None:
+        assert self.progress is not None
+        interval = self.progress_interval
+        last_n, last_ns = 0, run.t0_ns
+        while True:
+            await asyncio.sleep(interval)
+            now = time.perf_counter_ns()
+            n = run.total
+            rps = (n - last_n) * NS_PER_S / max(1, now - last_ns)
+            last_n, last_ns = n, now
+            self.progress(run.snapshot(now, rps))
+
+    def _timeout(self, timeout: float | _Unset | None) -> float | None:
+        if isinstance(timeout, _Unset):
+            return self.timeout
+        _check_timeout(timeout)
+        return timeout
+
+    # -- results -------------------------------------------------------------
+    def latency_histogram(self) -> LatencyHistogram:
+        """Merged histogram (ns) of the successful requests of every run so far.
+
+        The tester's own copy: merging it elsewhere does not change it.
+        """
+        return LatencyHistogram.merged([self._merged])
+
+    def latency_samples(self) -> SampleSet:
+        """The successful requests' latencies (s) of every run so far as a new
+        ``stats.SampleSet``, ready for ``SampleSet.merge``.
+
+        Exact values while the runs recorded at most 1024 in all; past that the
+        histogram's values (0.1 % resolution) are replayed, O(requests) — a
+        ``SampleSet`` method taking an HDR histogram would make it O(buckets).
+        """
+        return self._merged.to_sample_set()
+
+    def report_section(self) -> dict[str, Any]:
+        """``runs``: each run's result (stats, errors, timeline); ``latency``: the
+        merged summary of successful requests of all runs; ``server``: the
+        attached recorder's per-route summary (only when one is attached)."""
+        out: dict[str, Any] = {
+            "runs": [dict(r) for r in self.results],
+            "latency": self._merged.summary(),
+        }
+        if self.server is not None:
+            out["server"] = self.server.report_section()
+        return out
+
+
+def _check_timeout(timeout: float | None) -> None:
+    if timeout is not None and timeout <= 0:
+        raise ValueError("timeout must be > 0 or None")
+
+
+async def _one_request(
+    run: LoadRun,
+    test_func: TestFunc,
+    user_id: int,
+    request_id: int,
+    intended_ns: int | None,
+    timeout: float | None,
+    sem: asyncio.Semaphore | None = None,
+) -> None:
+    """Run one request, record it; latency from ``intended_ns`` when given."""
+    run.in_flight += 1
+    start = time.perf_counter_ns() if intended_ns is None else intended_ns
+    try:
+        if timeout is None:
+            await test_func(user_id, request_id)
+        elif sys.version_info >= (3, 11):
+            async with asyncio.timeout(timeout):
+                await test_func(user_id, request_id)
+        else:  # pragma: no cover - Python 3.10
+            await asyncio.wait_for(test_func(user_id, request_id), timeout)
+    except asyncio.CancelledError:
+        run.unfinished += 1
+        raise
+    except Exception as exc:
+        run.record_failure(time.perf_counter_ns(), exc)
+    else:
+        end = time.perf_counter_ns()
+        run.record_success(end, end - start)
+    finally:
+        run.in_flight -= 1
+        if sem is not None:
+            sem.release()
