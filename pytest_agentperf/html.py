@@ -13,19 +13,17 @@ Library layer: no pytest import.  The CLI pieces (:func:`add_html_parser`,
 from __future__ import annotations
 
 import argparse
-import contextlib
 import html
 import json
 import math
 import os
 import sys
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from .budgets import BUDGET_KEYS, measured_value
-from .report import ReportError, load_report
+from .report import ReportError, atomic_write_text, load_report
 from .stats import summarize
 
 __all__ = ["add_html_parser", "render_html", "run_html", "write_html"]
@@ -691,24 +689,7 @@ def write_html(
     path: str | os.PathLike[str], report: Mapping[str, Any], *, history: History | None = None
 ) -> None:
     """Render ``report`` and write it to ``path`` atomically (temp file + rename)."""
-    target = Path(path)
-    text = render_html(report, history=history)
-    try:
-        mode = target.stat().st_mode & 0o777
-    except OSError:
-        mode = 0o644
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        os.chmod(tmp, mode)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    atomic_write_text(path, render_html(report, history=history))
 
 
 # -- CLI ------------------------------------------------------------------------------------

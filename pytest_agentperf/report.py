@@ -22,6 +22,7 @@ from typing import Any
 __all__ = [
     "SCHEMA_VERSION",
     "ReportError",
+    "atomic_write_text",
     "build_report",
     "check_writable",
     "environment",
@@ -131,27 +132,36 @@ def check_writable(path: Path) -> None:
     os.unlink(tmp)
 
 
-def write_report(path: Path, report: Mapping[str, Any]) -> None:
-    """Write ``report`` to ``path`` atomically (temp file + fsync + rename).
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
+    """Replace ``path`` with ``text`` atomically (temp file + fsync + rename).
 
-    A reader never sees a half-written file, and a crash leaves the previous
-    version in place.
+    A reader never sees a half-written file and a crash leaves the previous
+    version in place.  An existing file keeps its permissions; a new one gets
+    0666 less the umask (``mkstemp`` alone would make it 0600).
     """
-    data = json.dumps(report, indent=2, sort_keys=False, allow_nan=False, default=str)
-    directory = path.parent
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    target = Path(path)
     try:
-        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; a report is for everyone
+        mode = target.stat().st_mode & 0o777
+    except OSError:
+        mode = 0o666 & ~_umask()
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        os.fchmod(fd, mode)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(data)
-            f.write("\n")
+            f.write(text)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def write_report(path: Path, report: Mapping[str, Any]) -> None:
+    """Write ``report`` as JSON to ``path`` atomically."""
+    text = json.dumps(report, indent=2, sort_keys=False, allow_nan=False, default=str)
+    atomic_write_text(path, text + "\n")
 
 
 def _umask() -> int:
