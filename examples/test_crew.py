@@ -71,3 +71,28 @@ def test_profile_stats_name_the_slow_step(profiler):
     bottlenecks = profiler.identify_bottlenecks(threshold_seconds=0.005)
     assert bottlenecks[0]["operation"] == "agent:inference"
     assert "Executions: 3" in profiler.get_profile_stats("agent", "inference")
+
+
+def test_cached_tool_calls(agent_cache):
+    """A repeated tool call is answered from the cache; the report gets a `cache` section."""
+    llm = FakeLLM(latency=0.01)
+
+    @agent_cache.cached()
+    def geocode(city: str) -> str:
+        return asyncio.run(llm.complete(f"where is {city}")).text
+
+    first = [geocode(city) for city in ("Lisbon", "Porto", "Lisbon", "Lisbon")]
+    assert first[0] == first[2] == first[3]
+    assert agent_cache.get_cache_stats()["hit_rate"] == 0.5
+
+
+@pytest.mark.asyncio
+@pytest.mark.perf_budget(p95=0.25, error_rate=0.0, throughput=20)
+async def test_planner_under_open_load(load_tester, crew):
+    """An open load model: 50 requests/s for one second, latency from each intended start."""
+
+    async def plan(user_id, request_id):
+        await crew.planner.run(f"request {user_id}")
+
+    result = await load_tester.run_rate_test(plan, rate=50, duration=1.0)
+    assert result["failed_requests"] == 0

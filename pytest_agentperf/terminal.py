@@ -16,10 +16,12 @@ def _fmt_s(value: Any) -> str:
         return "-"
     if value >= 1:
         return f"{value:.2f}s"
-    return f"{value * 1000:.1f}ms"
+    if value >= 1e-3:
+        return f"{value * 1e3:.1f}ms"
+    return f"{value * 1e6:.0f}us"
 
 
-def _row(entry: dict[str, Any]) -> tuple[str, bool]:
+def _row(entry: dict[str, Any], width: int) -> tuple[str, bool]:
     latency = entry.get("latency") or {}
     memory = entry.get("memory") or {}
     tokens = entry.get("tokens") or {}
@@ -28,10 +30,11 @@ def _row(entry: dict[str, Any]) -> tuple[str, bool]:
     verdict = "over budget" if violations else entry.get("outcome", "?")
     if violations:
         verdict += ": " + ", ".join(v["metric"] for v in violations)
+    p95 = f"{_fmt_s(latency.get('p95'))} (n={latency.get('count', 0)})"
     text = (
-        f"{entry['nodeid']}  p95 {_fmt_s(latency.get('p95'))} (n={latency.get('count', 0)})"
-        f"  peak {'-' if peak is None else f'{peak:.1f}MiB'}"
-        f"  tokens {tokens.get('total', 0)}  {verdict}"
+        f"{entry['nodeid']:<{width}}  p95 {p95:<16}"
+        f"  peak {'-' if peak is None else f'{peak:.1f}MiB':>9}"
+        f"  tokens {tokens.get('total', 0):>7}  {verdict}"
     )
     return text, bool(violations)
 
@@ -40,11 +43,12 @@ def summary_lines(entries: Sequence[dict[str, Any]], verbosity: int = 0) -> list
     """``(text, is_violation)`` rows; under ``-q`` only violations and a count."""
     bad = [e for e in entries if e.get("violations")]
     good = [e for e in entries if not e.get("violations")]
-    rows = [_row(e) for e in bad]
+    width = min(72, max((len(e["nodeid"]) for e in entries), default=0))
+    rows = [_row(e, width) for e in bad]
     if verbosity >= 0:
         limit = None if verbosity > 0 else max(0, MAX_ROWS - len(rows))
         shown = good if limit is None else good[:limit]
-        rows.extend(_row(e) for e in shown)
+        rows.extend(_row(e, width) for e in shown)
         if len(shown) < len(good):
             rows.append((f"... {len(good) - len(shown)} more within budget (-v shows all)", False))
     else:

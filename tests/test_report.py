@@ -262,8 +262,8 @@ def test_terminal_summary_lists_measured_tests(pt: pytest.Pytester) -> None:
     result = pt.runpytest()
     result.stdout.fnmatch_lines([
         "*- agentperf: 4 measured tests -*",
-        "*test_over_tokens  p95 *  tokens 50  over budget: tokens",
-        "*test_agent  p95 *(n=6)  peak *MiB  tokens 205  passed",
+        "*test_over_tokens *p95 *tokens *50  over budget: tokens",
+        "*test_agent *p95 *(n=6)*peak *MiB  tokens *205  passed",
     ])
     quiet = pt.runpytest("-q")
     quiet.stdout.fnmatch_lines(["*test_over_tokens*over budget: tokens", "3 within budget, "
