@@ -9,6 +9,7 @@ collects and writes.  Both paths share ``pytest_runtest_logreport``.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Generator
 from dataclasses import dataclass, field
@@ -179,7 +180,7 @@ class PerfSession:
             if entry is None:  # no call phase: setup failed or skipped
                 entry = self._entry(record)
             entry["outcome"] = _final_outcome(phases)
-            rep.agentperf = entry  # type: ignore[attr-defined]
+            rep.agentperf = _jsonable(entry)  # type: ignore[attr-defined]
         return rep
 
     def _finish_call(self, item: pytest.Item, record: TestRecord, rep: pytest.TestReport) -> None:
@@ -313,6 +314,17 @@ class PerfSession:
             tr.write_line(f"perf report: {self.settings.report_path}")
         if self.settings.html_path is not None and self.written:
             tr.write_line(f"perf html: {self.settings.html_path}")
+
+
+def _jsonable(entry: dict[str, Any]) -> dict[str, Any]:
+    """A plain-JSON copy: it must cross to the xdist controller and into a strict JSON file.
+
+    Objects a plugin or fixture put in a section become their ``str``; NaN and
+    infinities become null.
+    """
+    text = json.dumps(entry, default=str)
+    data: dict[str, Any] = json.loads(text, parse_constant=lambda _: None)
+    return data
 
 
 def _final_outcome(phases: dict[str, Any]) -> str:

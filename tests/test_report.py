@@ -309,3 +309,28 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def test_odd_section_values_do_not_lose_the_report(pt: pytest.Pytester) -> None:
+    pt.makeconftest(
+        """
+        def pytest_agentperf_test_record(item, record):
+            record.sections["odd"] = {"obj": object(), "nan": float("nan"), "inf": float("inf")}
+        """
+    )
+    pt.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.perf_budget(p95=10)
+        def test_x():
+            pass
+        """
+    )
+    pytest.importorskip("xdist")
+    for args in ((), ("-n", "1")):
+        result = pt.runpytest_subprocess("--perf-report=r.json", *args)
+        result.assert_outcomes(passed=1)
+        odd = read_report(pt.path / "r.json")["tests"][0]["odd"]
+        assert odd["obj"].startswith("<object object")
+        assert odd["nan"] is None and odd["inf"] is None
