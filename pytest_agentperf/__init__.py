@@ -21,9 +21,15 @@ from .stats import SampleSet, percentile, summarize
 if TYPE_CHECKING:
     from .batching import BatchProcessor, BatchResultError
     from .cache import IntelligentCache
+    from .checker import OptimizationChecker
+    from .findings import Finding
     from .histogram import LatencyHistogram
+    from .leaks import LeakChecker
     from .load import LoadTester
+    from .loopblock import LoopBlockDetector
+    from .memory import MemoryOptimizer
     from .middleware import ASGIMiddleware, RequestRecorder, aiohttp_middleware
+    from .monitor import AsyncPerformanceMonitor
     from .pool import ConnectionPool, PoolClosedError, PooledSession, PoolTimeoutError
 
 __version__ = "0.1.0"
@@ -42,6 +48,12 @@ _LAZY: dict[str, str] = {
     "RequestRecorder": "middleware",
     "ASGIMiddleware": "middleware",
     "aiohttp_middleware": "middleware",
+    "AsyncPerformanceMonitor": "monitor",
+    "MemoryOptimizer": "memory",
+    "OptimizationChecker": "checker",
+    "LoopBlockDetector": "loopblock",
+    "LeakChecker": "leaks",
+    "Finding": "findings",
 }
 
 
@@ -58,13 +70,19 @@ __all__ = [
     "BUDGET_KEYS",
     "SCHEMA_VERSION",
     "ASGIMiddleware",
+    "AsyncPerformanceMonitor",
     "BatchProcessor",
     "BatchResultError",
     "BudgetError",
     "ConnectionPool",
+    "Finding",
     "IntelligentCache",
     "LatencyHistogram",
+    "LeakChecker",
     "LoadTester",
+    "LoopBlockDetector",
+    "MemoryOptimizer",
+    "OptimizationChecker",
     "PerformanceMetrics",
     "PerformanceProfiler",
     "PoolClosedError",

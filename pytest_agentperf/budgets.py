@@ -36,7 +36,7 @@ class BudgetKey:
     name: str
     unit: str  # "s", "MiB", "tokens", "calls", "fraction", "req/s", "USD"
     direction: Literal["max", "min"]
-    domain: Literal["positive", "fraction"]
+    domain: Literal["positive", "fraction", "count"]
     description: str
     #: path into the test record dict where the measured value lives
     path: tuple[str, ...]
@@ -74,6 +74,15 @@ BUDGET_KEYS: dict[str, BudgetKey] = {
         BudgetKey("throughput", "req/s", "min", "positive",
                   "lowest throughput of the test's load runs", ("load", "throughput_rps"),
                   ("load", "total_requests")),
+        BudgetKey("loop_block", "s", "max", "positive",
+                  "longest single event-loop step (a blocking call in async code)",
+                  ("loop_block", "max_block_s"), ("loop_block", "block_count")),
+        BudgetKey("leak_mb", "MiB", "max", "positive",
+                  "memory still held after the test body returns and garbage is collected",
+                  ("leak", "retained_mb")),
+        BudgetKey("n_plus_one", "findings", "max", "count",
+                  "N+1 patterns among the profiler's operations (0: any one fails)",
+                  ("findings_count", "n_plus_one")),
         BudgetKey("llm_calls", "calls", "max", "positive",
                   "LLM calls captured from the SDKs and GenAI spans", ("llm", "calls")),
         BudgetKey("ttft_p95", "s", "max", "positive",
@@ -110,7 +119,13 @@ def _check_value(key: BudgetKey, value: object, source: str) -> float:
     number = float(value)
     if math.isnan(number) or math.isinf(number):
         raise BudgetError(f"{source}: {key.name}={value!r} must be a finite number")
-    if key.domain == "fraction":
+    if key.domain == "count":
+        if number < 0 or number != int(number):
+            raise BudgetError(
+                f"{source}: {key.name}={value!r} must be a whole number >= 0 "
+                "(0 means none allowed)"
+            )
+    elif key.domain == "fraction":
         if not 0.0 <= number <= 1.0:
             raise BudgetError(
                 f"{source}: {key.name}={value!r} must be a fraction between 0 and 1 "

@@ -21,10 +21,12 @@ if TYPE_CHECKING:
     from .batching import BatchProcessor
     from .cache import IntelligentCache
     from .load import LoadTester
+    from .monitor import AsyncPerformanceMonitor
     from .pool import ConnectionPool
 
 __all__ = [
-    "agent_cache", "batch_processor", "connection_pool", "load_tester", "perf_record", "profiler",
+    "agent_cache", "async_monitor", "batch_processor", "connection_pool", "load_tester",
+    "perf_record", "profiler",
 ]
 
 
@@ -48,6 +50,10 @@ def _collect_profiler(prof: PerformanceProfiler, record: TestRecord) -> None:
                       requests=prof.operation_count)
     for key, data in prof.operations().items():
         record.add_operation(key, data)
+    from .checker import OptimizationChecker
+
+    for finding in OptimizationChecker.find_n_plus_one(prof.timeline()):
+        record.add_finding(finding.kind, finding.message, **finding.details)
 
 
 @pytest.fixture
@@ -169,3 +175,14 @@ def load_tester(perf_record: TestRecord, pytestconfig: pytest.Config) -> LoadTes
     tester = LoadTester(progress=_LiveProgress(pytestconfig), progress_interval=1.0)
     perf_record.add_collector(lambda record: _collect_load(tester, record))
     return tester
+
+
+@pytest.fixture
+def async_monitor(perf_record: TestRecord) -> AsyncPerformanceMonitor:
+    """An :class:`~pytest_agentperf.AsyncPerformanceMonitor`; its concurrency report goes to
+    the ``async_monitor`` report section."""
+    from .monitor import AsyncPerformanceMonitor
+
+    monitor = AsyncPerformanceMonitor()
+    _section(perf_record, "async_monitor", monitor)
+    return monitor

@@ -45,6 +45,8 @@ class TestRecord:
         self.sections: dict[str, Any] = {}
         self.findings: list[dict[str, Any]] = []
         self.violations: list[dict[str, Any]] = []
+        #: metric -> extra text for its failure message (e.g. the culprit's stack)
+        self.violation_details: dict[str, str] = {}
         self._collectors: list[Collector] = []
         self._lock = threading.Lock()
 
@@ -133,6 +135,12 @@ class TestRecord:
             "reasoning": self.tokens_reasoning,
         }
 
+    def findings_count(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for finding in self.findings:
+            counts[finding["kind"]] = counts.get(finding["kind"], 0) + 1
+        return counts
+
     def to_dict(self) -> dict[str, Any]:
         """The measured part of the test's report entry (no outcome yet)."""
         return {
@@ -146,5 +154,6 @@ class TestRecord:
             "operations": self.operations,
             "violations": self.violations,
             "findings": self.findings,
+            "findings_count": self.findings_count(),
             **self.sections,
         }

@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from ._diagnostics import CallDiagnostics
 from ._state import PHASES_KEY, RECORD_KEY
 from .budgets import BudgetError, check_budget, format_violations, validate_budget
 from .measure import MemoryMethod, MemoryProbe
@@ -105,20 +106,30 @@ class PerfSession:
 
         record = item.stash.get(RECORD_KEY, None)
         probe = None
-        if record is not None and self.settings.memory_method != "off":
-            probe = MemoryProbe(self.settings.memory_method)
-            probe.start()
+        diagnostics = None
+        if record is not None:
+            diagnostics = CallDiagnostics(item, record)
+            if self.settings.memory_method != "off":
+                probe = MemoryProbe(self.settings.memory_method)
+                probe.start()
+            diagnostics.start()
         llm_stats = LLMStats()
         self.llm.ensure_installed()  # patches SDKs imported since the last test; ~0.1 us
         self.llm.start(llm_stats.add)
         cpu0 = time.process_time_ns()
         t0 = time.perf_counter_ns()
+        failed = False
         try:
             return (yield)
+        except BaseException:
+            failed = True
+            raise
         finally:
             t1 = time.perf_counter_ns()
             cpu1 = time.process_time_ns()
             self.llm.stop()
+            if record is not None and diagnostics is not None:
+                diagnostics.stop(record, call_failed=failed)
             if probe is not None:
                 memory = probe.stop()
             record = item.stash.get(RECORD_KEY, None)
@@ -203,6 +214,10 @@ class PerfSession:
         item.stash[PHASES_KEY]["entry"] = entry
         if violations:
             message = format_violations(violations)
+            for violation in violations:
+                detail = record.violation_details.get(violation.metric)
+                if detail:
+                    message += "\n" + detail
             if rep.passed and not hasattr(rep, "wasxfail"):
                 rep.outcome = "failed"
                 rep.longrepr = message

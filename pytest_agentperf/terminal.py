@@ -9,6 +9,8 @@ __all__ = ["summary_lines"]
 
 #: rows shown before the rest is cut (violations are always shown)
 MAX_ROWS = 30
+#: findings listed before the rest is cut
+MAX_FINDINGS = 10
 
 
 def _fmt_s(value: Any) -> str:
@@ -53,4 +55,11 @@ def summary_lines(entries: Sequence[dict[str, Any]], verbosity: int = 0) -> list
             rows.append((f"... {len(good) - len(shown)} more within budget (-v shows all)", False))
     else:
         rows.append((f"{len(good)} within budget, {len(bad)} over budget", bool(bad)))
+    findings = [(e["nodeid"], f) for e in entries for f in e.get("findings") or ()]
+    if findings:
+        rows.append((f"findings ({len(findings)}):", False))
+        for nodeid, finding in findings[:MAX_FINDINGS]:
+            rows.append((f"  {nodeid}: [{finding['kind']}] {finding['message']}", False))
+        if len(findings) > MAX_FINDINGS:
+            rows.append((f"  ... {len(findings) - MAX_FINDINGS} more in the report", False))
     return rows
