@@ -30,7 +30,6 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from .compare import merge_entries
 from .report import SCHEMA_VERSION, utc_now
 
 __all__ = [
@@ -278,6 +277,8 @@ class History:
         :func:`~pytest_agentperf.compare.merge_entries` (samples pooled,
         memory values kept for the comparison).
         """
+        from .compare import merge_entries
+
         recent = self.runs(limit=runs, fp=fp, complete_only=True)
         if not recent:
             return None

@@ -30,7 +30,9 @@ import time
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["MemoryMethod", "MemoryProbe", "MemoryResult", "best_memory_method", "rss_bytes"]
+__all__ = [
+    "MemoryMethod", "MemoryProbe", "MemoryResult", "ProcFiles", "best_memory_method", "rss_bytes",
+]
 
 MemoryMethod = Literal["hwm", "sample", "tracemalloc", "off"]
 MiB = 1024 * 1024
@@ -78,6 +80,44 @@ def _reset_hwm() -> None:
         f.write("5")
 
 
+class ProcFiles:
+    """``/proc/self`` files opened once and read with ``pread``: no ``open()`` per test.
+
+    Linux only; raises ``OSError`` where the files are missing or read-only.
+    """
+
+    def __init__(self) -> None:
+        self._statm = os.open("/proc/self/statm", os.O_RDONLY)
+        self._status = os.open("/proc/self/status", os.O_RDONLY)
+        try:
+            self._clear_refs = os.open("/proc/self/clear_refs", os.O_WRONLY)
+        except OSError:
+            self.close()
+            raise
+        self.reset_peak()
+        self.peak_bytes()
+
+    def rss_bytes(self) -> int:
+        return int(os.pread(self._statm, 256, 0).split()[1]) * _PAGE
+
+    def peak_bytes(self) -> int:
+        text = os.pread(self._status, 16384, 0)
+        start = text.find(b"VmHWM:")
+        if start < 0:
+            raise OSError("VmHWM not found in /proc/self/status")
+        return int(text[start + 6 : text.index(b"kB", start)]) * 1024
+
+    def reset_peak(self) -> None:
+        os.write(self._clear_refs, b"5")
+
+    def close(self) -> None:
+        for name in ("_statm", "_status", "_clear_refs"):
+            fd = getattr(self, name, None)
+            if fd is not None:
+                os.close(fd)
+                setattr(self, name, None)
+
+
 def best_memory_method() -> MemoryMethod:
     """``hwm`` where the kernel lets us reset the peak, else ``sample``."""
     if sys.platform.startswith("linux"):
@@ -110,11 +150,19 @@ class _Sampler(threading.Thread):
 
 
 class MemoryProbe:
-    """Measure the peak memory added by a block: ``start()`` then ``stop()``."""
+    """Measure the peak memory added by a block: ``start()`` then ``stop()``.
 
-    def __init__(self, method: MemoryMethod, sample_interval: float = 0.001) -> None:
+    For ``hwm``, pass the session's :class:`ProcFiles` to avoid opening the
+    ``/proc`` files on every probe.
+    """
+
+    def __init__(
+        self, method: MemoryMethod, sample_interval: float = 0.001,
+        proc: ProcFiles | None = None,
+    ) -> None:
         self.method: MemoryMethod = method
         self._interval = sample_interval
+        self._proc = proc
         self._start = 0
         self._sampler: _Sampler | None = None
         self._started_tracing = False
@@ -122,8 +170,12 @@ class MemoryProbe:
     def start(self) -> None:
         method = self.method
         if method == "hwm":
-            _reset_hwm()
-            self._start = rss_bytes()
+            if self._proc is not None:
+                self._proc.reset_peak()
+                self._start = self._proc.rss_bytes()
+            else:
+                _reset_hwm()
+                self._start = rss_bytes()
         elif method == "sample":
             self._start = rss_bytes()
             self._sampler = _Sampler(self._interval)
@@ -142,8 +194,12 @@ class MemoryProbe:
         if method == "off":
             return None
         if method == "hwm":
-            peak = _read_hwm_bytes()
-            end = rss_bytes()
+            if self._proc is not None:
+                peak = self._proc.peak_bytes()
+                end = self._proc.rss_bytes()
+            else:
+                peak = _read_hwm_bytes()
+                end = rss_bytes()
         elif method == "sample":
             assert self._sampler is not None
             peak = self._sampler.stop()

@@ -22,21 +22,17 @@ from collections.abc import Generator, Mapping
 from dataclasses import dataclass
 from importlib.metadata import version as _dist_version
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from ._state import PHASES_KEY
-from .compare import (
-    MetricComparison,
-    Tolerances,
-    compare_entries,
-    environment_warnings,
-    parse_fraction,
-    parse_tolerance_spec,
-)
-from .history import DEFAULT_HISTORY_PATH, History, HistoryError, fingerprint, git_branch
+from .history import DEFAULT_HISTORY_PATH
 from .report import ReportError, build_report, environment, load_report
+
+if TYPE_CHECKING:  # compare and history load only when a baseline or history is used
+    from .compare import MetricComparison, Tolerances
+
 
 __all__ = [
     "MARKER",
@@ -56,6 +52,8 @@ _MARKER_KEYS = ("latency", "memory", "tokens", "memory_floor_mb")
 
 def _tolerance_option(text: str) -> dict[str, float]:
     try:
+        from .compare import parse_tolerance_spec
+
         return parse_tolerance_spec(text)
     except ValueError as exc:
         raise pytest.UsageError(f"--perf-tolerance: {exc}") from None
@@ -136,6 +134,8 @@ class RegressionSettings:
             if warn_only:
                 raise pytest.UsageError("--perf-baseline-warn needs --perf-baseline")
             return None
+        from .compare import Tolerances, parse_tolerance_spec
+
         spec: dict[str, float] = {}
         ini_tol = str(config.getini("perf_tolerance")).strip()
         if ini_tol:
@@ -157,6 +157,8 @@ class RegressionSettings:
 
 def marker_tolerances(item: pytest.Item, base: Tolerances) -> Tolerances:
     """``base`` with the item's ``perf_regression`` marker applied (closest wins)."""
+    from .compare import parse_fraction
+
     values: dict[str, float] = {}
     for mark in item.iter_markers(MARKER):
         source = f"invalid @pytest.mark.{MARKER}"
@@ -204,6 +206,9 @@ class RegressionPlugin:
 
     # -- baseline ------------------------------------------------------------------------
     def _load_baseline(self, baseline: str) -> None:
+        from .compare import environment_warnings
+        from .history import History, HistoryError, fingerprint
+
         if baseline == HISTORY:
             db = self.settings.history_db
             self.source = f"history {db}"
@@ -247,6 +252,8 @@ class RegressionPlugin:
         in place and returns failure messages (none in warn mode).  Calling it
         twice for the same entry does nothing the second time.
         """
+        from .compare import compare_entries
+
         if "baseline" in entry or self.source is None:
             return []
         tolerances = self.settings.tolerances
@@ -358,6 +365,8 @@ class RegressionPlugin:
             session.shouldfail or session.shouldstop)
         report = build_report(tests=self.entries.values(), env=self.env, complete=complete,
                               incomplete_reason=None if complete else "stopped early")
+        from .history import History, HistoryError, git_branch
+
         try:
             with History(path) as history:
                 self.history_run = history.record_run(

@@ -10,12 +10,9 @@ import contextlib
 import datetime as _dt
 import json
 import os
-import platform
-import subprocess
 import sys
 import tempfile
 from collections.abc import Iterable, Mapping
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +25,7 @@ __all__ = [
     "environment",
     "load_report",
     "load_schema",
+    "plain_json",
     "write_report",
 ]
 
@@ -41,12 +39,16 @@ class ReportError(Exception):
 
 def load_schema() -> dict[str, Any]:
     """The JSON Schema of the report (a dict)."""
+    from importlib import resources
+
     text = (resources.files("pytest_agentperf") / "schema" / SCHEMA_FILE).read_text("utf-8")
     schema: dict[str, Any] = json.loads(text)
     return schema
 
 
 def _git_commit(cwd: Path) -> str | None:
+    import subprocess
+
     try:
         out = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=5,
@@ -60,6 +62,8 @@ def _git_commit(cwd: Path) -> str | None:
 
 def environment(rootdir: Path, pytest_version: str, plugin_version: str) -> dict[str, Any]:
     """Where the run happened: enough to tell two machines or Pythons apart."""
+    import platform
+
     return {
         "python": platform.python_version(),
         "implementation": platform.python_implementation(),
@@ -159,9 +163,25 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
 
 
 def write_report(path: Path, report: Mapping[str, Any]) -> None:
-    """Write ``report`` as JSON to ``path`` atomically."""
-    text = json.dumps(report, indent=2, sort_keys=False, allow_nan=False, default=str)
+    """Write ``report`` as compact JSON to ``path`` atomically.
+
+    Compact, because pretty-printing goes through the json module's pure-Python
+    encoder, ten times slower; ``python -m json.tool`` or the HTML report are
+    for reading.
+    """
+    try:
+        text = json.dumps(report, separators=(",", ":"), allow_nan=False, default=str)
+    except ValueError:  # NaN or infinity from a plugin's section: write null instead
+        text = json.dumps(plain_json(report), separators=(",", ":"), allow_nan=False)
     atomic_write_text(path, text + "\n")
+
+
+def plain_json(data: Any) -> Any:
+    """A copy of ``data`` made of plain JSON values.
+
+    Objects JSON cannot hold become their ``str``; NaN and infinities become null.
+    """
+    return json.loads(json.dumps(data, default=str), parse_constant=lambda _: None)
 
 
 def _umask() -> int:

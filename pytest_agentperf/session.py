@@ -9,7 +9,7 @@ collects and writes.  Both paths share ``pytest_runtest_logreport``.
 
 from __future__ import annotations
 
-import json
+import threading
 import time
 from collections.abc import Generator
 from dataclasses import dataclass, field
@@ -22,9 +22,9 @@ import pytest
 from ._diagnostics import CallDiagnostics
 from ._state import PHASES_KEY, RECORD_KEY
 from .budgets import BudgetError, check_budget, format_violations, validate_budget
-from .measure import MemoryMethod, MemoryProbe
+from .measure import MemoryMethod, MemoryProbe, ProcFiles
 from .record import TestRecord
-from .report import ReportError, build_report, environment, utc_now, write_report
+from .report import ReportError, build_report, environment, plain_json, utc_now, write_report
 
 __all__ = ["SESSION_KEY", "PerfSession", "Settings", "ensure_record"]
 
@@ -60,6 +60,10 @@ class PerfSession:
         from .llm import LLMCapture
 
         self.llm = LLMCapture()
+        self._proc: ProcFiles | None = None
+        if settings.memory_method == "hwm":
+            self._proc = ProcFiles()
+        self._snapshot_interval = SNAPSHOT_INTERVAL
 
     # -- budgets ---------------------------------------------------------------
     def resolve_budget(self, item: pytest.Item) -> dict[str, float] | None:
@@ -102,20 +106,18 @@ class PerfSession:
 
     @pytest.hookimpl(wrapper=True, trylast=True)
     def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, None, None]:
-        from .llm import LLMStats
-
         record = item.stash.get(RECORD_KEY, None)
         probe = None
         diagnostics = None
         if record is not None:
             diagnostics = CallDiagnostics(item, record)
             if self.settings.memory_method != "off":
-                probe = MemoryProbe(self.settings.memory_method)
+                probe = MemoryProbe(self.settings.memory_method, proc=self._proc)
                 probe.start()
             diagnostics.start()
-        llm_stats = LLMStats()
+        llm_stats = _LazyStats()
         self.llm.ensure_installed()  # patches SDKs imported since the last test; ~0.1 us
-        self.llm.start(llm_stats.add)
+        self.llm.start(llm_stats)
         cpu0 = time.process_time_ns()
         t0 = time.perf_counter_ns()
         failed = False
@@ -133,7 +135,8 @@ class PerfSession:
             if probe is not None:
                 memory = probe.stop()
             record = item.stash.get(RECORD_KEY, None)
-            if record is None and llm_stats.calls:
+            stats = llm_stats.stats
+            if record is None and stats is not None:
                 # a test that calls an LLM is measured even without a marker or fixture
                 record = TestRecord(item.nodeid, self.resolve_budget(item))
                 item.stash[RECORD_KEY] = record
@@ -142,8 +145,8 @@ class PerfSession:
                 record.cpu_time_s = (cpu1 - cpu0) / 1e9
                 if probe is not None:
                     record.memory = memory
-                if llm_stats.calls:
-                    self._add_llm(record, llm_stats)
+                if stats is not None:
+                    self._add_llm(record, stats)
 
     def _add_llm(self, record: TestRecord, stats: Any) -> None:
         from .llm import cost_usd
@@ -191,7 +194,8 @@ class PerfSession:
             if entry is None:  # no call phase: setup failed or skipped
                 entry = self._entry(record)
             entry["outcome"] = _final_outcome(phases)
-            rep.agentperf = _jsonable(entry)  # type: ignore[attr-defined]
+            # under xdist the entry crosses to the controller: plain JSON only
+            rep.agentperf = plain_json(entry) if self.is_worker else entry  # type: ignore[attr-defined]
         return rep
 
     def _finish_call(self, item: pytest.Item, record: TestRecord, rep: pytest.TestReport) -> None:
@@ -235,8 +239,11 @@ class PerfSession:
         self.entries[report.nodeid] = entry
         if self.settings.report_path is not None:
             now = time.monotonic()
-            if now - self._last_snapshot >= SNAPSHOT_INTERVAL:
+            if now - self._last_snapshot >= self._snapshot_interval:
                 self._write(complete=False, reason="session in progress")
+                # a big report takes long to write: keep snapshots under ~5 % of the run
+                spent = time.monotonic() - now
+                self._snapshot_interval = max(SNAPSHOT_INTERVAL, 20 * spent)
 
     # -- report ------------------------------------------------------------------
     def env(self) -> dict[str, Any]:
@@ -291,6 +298,8 @@ class PerfSession:
 
     def pytest_unconfigure(self) -> None:
         self.llm.uninstall()
+        if self._proc is not None:
+            self._proc.close()
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
@@ -331,15 +340,23 @@ class PerfSession:
             tr.write_line(f"perf html: {self.settings.html_path}")
 
 
-def _jsonable(entry: dict[str, Any]) -> dict[str, Any]:
-    """A plain-JSON copy: it must cross to the xdist controller and into a strict JSON file.
+class _LazyStats:
+    """The LLM capture's sink for one test: an ``LLMStats`` made at the first call only."""
 
-    Objects a plugin or fixture put in a section become their ``str``; NaN and
-    infinities become null.
-    """
-    text = json.dumps(entry, default=str)
-    data: dict[str, Any] = json.loads(text, parse_constant=lambda _: None)
-    return data
+    __slots__ = ("_lock", "stats")
+
+    def __init__(self) -> None:
+        self.stats: Any = None
+        self._lock = threading.Lock()
+
+    def __call__(self, call: Any) -> None:
+        if self.stats is None:
+            with self._lock:
+                if self.stats is None:
+                    from .llm import LLMStats
+
+                    self.stats = LLMStats()
+        self.stats.add(call)
 
 
 def _final_outcome(phases: dict[str, Any]) -> str:

@@ -109,8 +109,8 @@ class SampleSet:
     """
 
     __slots__ = (
-        "_count", "_hdr", "_max", "_max_exact", "_min", "_reservoir",
-        "_reservoir_size", "_rng", "_sum", "_values",
+        "_count", "_fast", "_hdr", "_max", "_max_exact", "_min", "_next", "_reservoir",
+        "_reservoir_size", "_rng", "_sum", "_values", "_w",
     )
 
     def __init__(self, max_exact: int = 100_000, reservoir_size: int = 1000) -> None:
@@ -126,6 +126,9 @@ class SampleSet:
         self._max = -math.inf
         self._reservoir: list[float] = []
         self._rng: random.Random | None = None  # created when the reservoir fills
+        self._w = 0.0  # Algorithm L state: current weight and the next index to keep
+        self._next = 0
+        self._fast: Any = None  # FastHdr recorder into self._hdr
 
     # -- recording -----------------------------------------------------------
     def add(self, value: float) -> None:
@@ -142,11 +145,13 @@ class SampleSet:
             if len(values) > self._max_exact:
                 self._to_histogram()
         else:
-            self._hdr.record_value(_to_ns(value))
+            self._fast.record(_to_ns(value))
         if len(self._reservoir) < self._reservoir_size:
             self._reservoir.append(value)
-        else:
-            self._sample(value)
+            if len(self._reservoir) == self._reservoir_size:
+                self._reset_skip()
+        elif self._count == self._next:
+            self._replace(value)
 
     def extend(self, values: Iterable[float]) -> None:
         """Record many samples."""
@@ -166,38 +171,71 @@ class SampleSet:
                 self._to_histogram()
             if other._values is not None:
                 for v in other._values:
-                    self._hdr.record_value(_to_ns(v))
+                    self._fast.record(_to_ns(v))
             else:
-                self._hdr.add(other._hdr)
+                self._synced().add(other._synced())
         self._count += other._count
         self._sum += other._sum
         self._min = min(self._min, other._min)
         self._max = max(self._max, other._max)
         for v in other._reservoir:
             self._sample(v)
+        if len(self._reservoir) == self._reservoir_size and self._reservoir_size:
+            self._reset_skip()
+
+    # Reservoir: Li's Algorithm L — a uniform sample of ``reservoir_size`` values
+    # that draws random numbers only for the values it keeps (O(k log(n/k))),
+    # so the steady-state cost of ``add`` is one comparison.
+    def _reset_skip(self) -> None:
+        if self._rng is None:
+            self._rng = random.Random(0x5EED)
+        self._w = math.exp(math.log(self._uniform()) / self._reservoir_size)
+        self._advance()
+
+    def _advance(self) -> None:
+        skip = math.floor(math.log(self._uniform()) / math.log(1.0 - self._w))
+        self._next = self._count + skip + 1
+
+    def _uniform(self) -> float:
+        assert self._rng is not None
+        return self._rng.random() or 5e-324  # (0, 1)
+
+    def _replace(self, value: float) -> None:
+        assert self._rng is not None
+        self._reservoir[self._rng.randrange(self._reservoir_size)] = value
+        self._w *= math.exp(math.log(self._uniform()) / self._reservoir_size)
+        self._advance()
 
     def _sample(self, value: float) -> None:
+        """Offer a value that is already counted (merging): Algorithm R step."""
         size = self._reservoir_size
         if size == 0:
             return
         if len(self._reservoir) < size:
             self._reservoir.append(value)
-        else:  # Algorithm R over the samples offered so far
-            if self._rng is None:
-                self._rng = random.Random(0x5EED)
-            j = self._rng.randrange(self._count)
-            if j < size:
-                self._reservoir[j] = value
+            return
+        if self._rng is None:
+            self._rng = random.Random(0x5EED)
+        j = self._rng.randrange(max(self._count, size))
+        if j < size:
+            self._reservoir[j] = value
 
     def _to_histogram(self) -> None:
         from hdrh.histogram import HdrHistogram
 
-        hdr = HdrHistogram(_HDR_LOWEST, _HDR_HIGHEST, _HDR_DIGITS)
+        from .histogram import FastHdr
+
+        self._hdr = HdrHistogram(_HDR_LOWEST, _HDR_HIGHEST, _HDR_DIGITS)
+        self._fast = FastHdr(self._hdr)
         assert self._values is not None
         for v in self._values:
-            hdr.record_value(_to_ns(v))
-        self._hdr = hdr
+            self._fast.record(_to_ns(v))
         self._values = None
+
+    def _synced(self) -> Any:
+        """The HDR histogram with every recorded value counted (read it only through here)."""
+        self._fast.sync()
+        return self._hdr
 
     # -- reading -------------------------------------------------------------
     def __len__(self) -> int:
@@ -226,7 +264,7 @@ class SampleSet:
 
     def _hdr_percentile(self, q: float) -> float:
         # Clamp into the exact extremes: HDR buckets round up.
-        value = float(self._hdr.get_value_at_percentile(q)) / _NS
+        value = float(self._synced().get_value_at_percentile(q)) / _NS
         return min(max(value, self._min), self._max)
 
     def summary(self) -> dict[str, Any]:

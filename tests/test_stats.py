@@ -89,3 +89,16 @@ def test_sampleset_merge_is_order_independent() -> None:
     other.extend([3.0])
     small.merge(other)
     assert small.exact and small.summary()["max"] == 3.0
+
+
+def test_reservoir_is_a_uniform_sample_of_everything_recorded() -> None:
+    n, k = 200_000, 1000
+    samples = SampleSet(max_exact=50_000, reservoir_size=k)
+    samples.extend(float(i) for i in range(n))
+    kept = samples.reservoir
+    assert len(kept) == k and len(set(kept)) == k
+    # uniform over 0..n-1: mean n/2 (standard error ~ n/sqrt(12 k) ~ 1.8 % of n)
+    assert abs(statistics.fmean(kept) - n / 2) < 0.06 * n
+    for lo in range(0, n, n // 4):  # every quarter of the stream is represented
+        share = sum(lo <= v < lo + n // 4 for v in kept) / k
+        assert 0.18 < share < 0.32
