@@ -27,11 +27,11 @@ from .compare import (
     Tolerances,
     compare_reports,
     format_comparison,
-    merge_reports,
     parse_tolerance_spec,
 )
 from .history import DEFAULT_HISTORY_PATH, History, HistoryError, fingerprint
 from .html import add_html_parser
+from .merge import merge_reports
 from .report import ReportError, load_report, write_report
 
 __all__ = ["SUBCOMMANDS", "build_parser", "main"]

@@ -13,7 +13,7 @@ Several sessions may write at once: the database runs in WAL mode, each run
 is written in one ``BEGIN IMMEDIATE`` transaction, and a busy timeout makes a
 writer wait for the other instead of failing.  A history *baseline* is a
 report-like dict pooling the recent complete runs on the same fingerprint
-(samples pooled by :func:`pytest_agentperf.compare.merge_entries`), so
+(samples pooled by :func:`pytest_agentperf.merge.merge_entries`), so
 :mod:`pytest_agentperf.compare` reads it like a saved report.
 """
 
@@ -274,10 +274,10 @@ class History:
         """A report-like dict pooling the last ``runs`` complete runs on fingerprint ``fp``.
 
         None when there is no such run.  Each test's entries are merged by
-        :func:`~pytest_agentperf.compare.merge_entries` (samples pooled,
+        :func:`~pytest_agentperf.merge.merge_entries` (samples pooled,
         memory values kept for the comparison).
         """
-        from .compare import merge_entries
+        from .merge import merge_entries
 
         recent = self.runs(limit=runs, fp=fp, complete_only=True)
         if not recent:

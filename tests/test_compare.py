@@ -15,11 +15,9 @@ from pytest_agentperf.compare import (
     environment_warnings,
     format_comparison,
     mann_whitney_u,
-    merge_entries,
-    merge_reports,
     parse_tolerance_spec,
-    pool_samples,
 )
+from pytest_agentperf.merge import merge_entries, merge_reports, pool_samples
 from pytest_agentperf.report import load_schema
 from pytest_agentperf.stats import summarize
 
