@@ -56,10 +56,22 @@ def test_context_window_memory_stays_bounded():
 def test_router_latency(profiler, question):
     """Many small operations: percentiles are computed over all of them."""
     routes = {"weather": "tools", "news": "search", "stocks": "finance"}
-    for _ in range(50):
+    for _ in range(10):
         with profiler.profile_operation("router", "route"):
             route = routes[question]
     assert route
+
+
+def test_tool_lookups_one_by_one(profiler):
+    """The N+1 pattern: twenty lookups of the same tool in a tight loop.
+
+    The plugin reports it as an `n_plus_one` finding (a warning) under the
+    summary; `perf_budget(n_plus_one=0)` would make it fail.  Batch the lookups.
+    """
+    llm = FakeLLM(latency=0.0)
+    for city in [f"city-{i}" for i in range(20)]:
+        with profiler.profile_operation("geo", "lookup"):
+            asyncio.run(llm.complete(city))
 
 
 def test_profile_stats_name_the_slow_step(profiler):
