@@ -267,6 +267,17 @@ class History:
             "WHERE t.nodeid = ? ORDER BY r.id DESC LIMIT ?", (nodeid, limit))
         return [TrendPoint(*row) for row in reversed(rows)]
 
+    def trends(self, nodeids: list[str], limit: int = 20) -> dict[str, list[dict[str, Any]]]:
+        """``{nodeid: [{"created", "p95", "peak_mb", "tokens"}, ...]}`` (oldest first) for
+        the tests that have history: the shape the HTML report draws as trend lines."""
+        out: dict[str, list[dict[str, Any]]] = {}
+        for nodeid in nodeids:
+            points = self.trend(nodeid, limit)
+            if points:
+                out[nodeid] = [{"created": p.created, "p95": p.p95, "peak_mb": p.peak_mb,
+                                "tokens": p.tokens} for p in points]
+        return out
+
     def nodeids(self) -> list[str]:
         return [str(r[0]) for r in self._query("SELECT DISTINCT nodeid FROM tests ORDER BY 1")]
 

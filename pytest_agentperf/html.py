@@ -700,6 +700,9 @@ def add_html_parser(subparsers: Any) -> None:
         description="Render a pytest-agentperf JSON report as one self-contained HTML file "
         "(inline SVG charts, no network resources).")
     p.add_argument("report", help="the JSON report (written by pytest --perf-report)")
+    p.add_argument("--db", default=None, metavar="PATH",
+                   help="draw each test's trend from this history database "
+                   "(written by pytest --perf-history)")
     p.add_argument("-o", "--output", default=None, metavar="OUT.html",
                    help="where to write the page (default: the report's path with .html)")
     p.set_defaults(func=run_html)
@@ -713,8 +716,22 @@ def run_html(args: argparse.Namespace) -> int:
         print(f"pytest-agentperf html: {exc}", file=sys.stderr)
         return 2
     out = Path(args.output) if args.output else Path(args.report).with_suffix(".html")
+    history = None
+    if args.db is not None:
+        from .history import History, HistoryError
+
+        if not Path(args.db).is_file():
+            print(f"pytest-agentperf html: history database {args.db} does not exist",
+                  file=sys.stderr)
+            return 2
+        try:
+            with History(args.db) as db:
+                history = db.trends([str(t.get("nodeid")) for t in report["tests"]])
+        except HistoryError as exc:
+            print(f"pytest-agentperf html: {exc}", file=sys.stderr)
+            return 2
     try:
-        write_html(out, report)
+        write_html(out, report, history=history)
     except OSError as exc:
         print(f"pytest-agentperf html: cannot write {out}: {exc.strerror or exc}",
               file=sys.stderr)

@@ -274,8 +274,24 @@ class PerfSession:
         if final and html_path is not None:
             from .html import write_html
 
-            write_html(html_path, data)
+            write_html(html_path, data, history=self._history_trends(data))
         self._last_snapshot = time.monotonic()
+
+    def _history_trends(self, data: dict[str, Any]) -> dict[str, list[dict[str, Any]]] | None:
+        """Trend lines for the HTML report, when this run keeps a history database."""
+        from .regression import REGRESSION_KEY
+
+        gate = self.config.stash.get(REGRESSION_KEY, None)
+        path = gate.settings.history_path if gate is not None else None
+        if path is None or not path.is_file():
+            return None
+        from .history import History, HistoryError
+
+        try:
+            with History(path) as db:
+                return db.trends([str(t["nodeid"]) for t in data["tests"]])
+        except HistoryError:
+            return None
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionstart(self, session: pytest.Session) -> None:

@@ -157,3 +157,18 @@ def test_xdist_workers_judge_and_controller_records(rpt: pytest.Pytester) -> Non
 
     with History(rpt.path / "h.db") as h:
         assert len(h.runs()) == 1
+
+
+def test_html_report_draws_trends_from_the_history_database(rpt: pytest.Pytester) -> None:
+    (rpt.path / "cfg.json").write_text(json.dumps({"factor": 1, "tokens": 5}))
+    for _ in range(2):
+        rpt.runpytest("--perf-history=h.db", "--perf-report=r.json", "--perf-html=r.html"
+                      ).assert_outcomes(passed=3)
+    page = (rpt.path / "r.html").read_text()
+    assert "History (2 runs" in page and "trend: p95 latency" in page
+    from pytest_agentperf.cli import main
+
+    assert main(["html", str(rpt.path / "r.json"), "-o", str(rpt.path / "cli.html"),
+                 "--db", str(rpt.path / "h.db")]) == 0
+    assert "History (2 runs" in (rpt.path / "cli.html").read_text()
+    assert main(["html", str(rpt.path / "r.json"), "--db", str(rpt.path / "nope.db")]) == 2
