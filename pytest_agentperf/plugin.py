@@ -156,7 +156,9 @@ def pytest_configure(config: pytest.Config) -> None:
     session = PerfSession(config, settings)
     config.stash[SESSION_KEY] = session
     config.pluginmanager.register(session, "agentperf-session")
-    regression.register(config)
+    gate = regression.register(config)
+    if gate is not None:
+        session.entry_checks.append(gate.check_entry)
     from . import fixtures
 
     config.pluginmanager.register(fixtures, "agentperf-fixtures")

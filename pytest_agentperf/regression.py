@@ -4,21 +4,23 @@ Wiring (in ``plugin.py``)::
 
     regression.addoption(group, parser)            # in pytest_addoption
     regression.add_marker(config)                  # in pytest_configure, always
-    regression.register(config)                    # in pytest_configure, after the session
+    gate = regression.register(config)             # in pytest_configure, after the session
+    if gate is not None:
+        session.entry_checks.append(gate.check_entry)
 
 :func:`register` creates a :class:`RegressionPlugin` when ``--perf-baseline``,
 ``--perf-history`` (or their ini options) are set.  The plugin loads the
-baseline in every process (xdist workers judge their own tests), wraps
-``pytest_runtest_makereport`` (outside the session's wrapper) to call
-:meth:`RegressionPlugin.check_entry` on each measured test's entry right after
-the budget check, adds a ``baseline`` block to the report, prints a terminal
-section and, on the controller only, appends the run to the history database.
+baseline in every process (xdist workers judge their own tests); the session
+calls :meth:`RegressionPlugin.check_entry` on each measured test's entry right
+after the budget check.  The plugin adds a ``baseline`` block to the report,
+prints a terminal section and, on the controller only, appends the run to the
+history database.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Generator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib.metadata import version as _dist_version
 from pathlib import Path
@@ -26,7 +28,6 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from ._state import PHASES_KEY
 from .history import DEFAULT_HISTORY_PATH
 from .report import ReportError, build_report, environment, load_report
 
@@ -277,39 +278,6 @@ class RegressionPlugin:
     def _message(self, regressions: list[MetricComparison]) -> str:
         return (f"perf regression against baseline {self.source}: "
                 + "; ".join(m.describe() for m in regressions))
-
-    @pytest.hookimpl(wrapper=True, tryfirst=True)
-    def pytest_runtest_makereport(
-        self, item: pytest.Item, call: pytest.CallInfo[None]
-    ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
-        rep = yield
-        if rep.when != "call":
-            return rep
-        phases = item.stash.get(PHASES_KEY, None)
-        entry = phases.get("entry") if phases else None
-        if not isinstance(entry, dict) or "baseline" in entry:
-            return rep
-        messages = self.check_entry(item, entry)
-        if self.settings.warn_only:
-            regressed = [m for m in entry.get("baseline", {}).get("metrics", [])
-                         if m.get("verdict") == "regression"]
-            if regressed:
-                rep.sections.append(("agentperf baseline", "warning: regression (not failing, "
-                                     "--perf-baseline-warn)"))
-        if messages:
-            text = "\n".join(messages)
-            if rep.passed and not hasattr(rep, "wasxfail"):
-                rep.outcome = "failed"
-                rep.longrepr = text
-                # the session recorded the call phase before this wrapper: keep the
-                # entry's final outcome (computed at teardown) in step
-                if phases is not None:
-                    phases["call"] = (rep.outcome, False)
-            elif rep.failed and isinstance(rep.longrepr, str):
-                rep.longrepr = f"{rep.longrepr}\n{text}"
-            else:
-                rep.sections.append(("agentperf baseline", text))
-        return rep
 
     # -- collecting (controller) ----------------------------------------------------------
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from importlib.metadata import version as _dist_version
 from pathlib import Path
@@ -64,6 +64,10 @@ class PerfSession:
         if settings.memory_method == "hwm":
             self._proc = ProcFiles()
         self._snapshot_interval = SNAPSHOT_INTERVAL
+        #: more verdicts on each measured test's entry, after the budget check (the
+        #: regression gate): ``check(item, entry) -> failure messages``; a check may add
+        #: its findings to ``entry`` in place
+        self.entry_checks: list[Callable[[pytest.Item, dict[str, Any]], list[str]]] = []
 
     # -- budgets ---------------------------------------------------------------
     def resolve_budget(self, item: pytest.Item) -> dict[str, float] | None:
@@ -216,17 +220,29 @@ class PerfSession:
         entry["violations"] = [v.as_dict() for v in violations]
         record.violations = entry["violations"]
         item.stash[PHASES_KEY]["entry"] = entry
+        failures: list[str] = []
         if violations:
             message = format_violations(violations)
             for violation in violations:
                 detail = record.violation_details.get(violation.metric)
                 if detail:
                     message += "\n" + detail
+            failures.append(message)
+        for check in self.entry_checks:
+            try:
+                failures.extend(check(item, entry))
+            except Exception as exc:  # a broken check is reported, not an INTERNALERROR
+                text = f"{check!r} failed: {exc!r}"
+                record.add_finding("plugin_error", text)
+                entry["findings"] = record.findings
+                rep.sections.append(("agentperf", text))
+        if failures:
+            text = "\n".join(failures)
             if rep.passed and not hasattr(rep, "wasxfail"):
                 rep.outcome = "failed"
-                rep.longrepr = message
+                rep.longrepr = text
             else:
-                rep.sections.append(("agentperf", message))
+                rep.sections.append(("agentperf", text))
 
     def _entry(self, record: TestRecord) -> dict[str, Any]:
         return record.to_dict()
