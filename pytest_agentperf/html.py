@@ -717,15 +717,16 @@ def run_html(args: argparse.Namespace) -> int:
         return 2
     out = Path(args.output) if args.output else Path(args.report).with_suffix(".html")
     history = None
-    if args.db is not None:
+    db_path = getattr(args, "db", None)
+    if db_path is not None:
         from .history import History, HistoryError
 
-        if not Path(args.db).is_file():
-            print(f"pytest-agentperf html: history database {args.db} does not exist",
+        if not Path(db_path).is_file():
+            print(f"pytest-agentperf html: history database {db_path} does not exist",
                   file=sys.stderr)
             return 2
         try:
-            with History(args.db) as db:
+            with History(db_path) as db:
                 history = db.trends([str(t.get("nodeid")) for t in report["tests"]])
         except HistoryError as exc:
             print(f"pytest-agentperf html: {exc}", file=sys.stderr)
