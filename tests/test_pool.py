@@ -14,24 +14,8 @@ from aiohttp import web
 
 from pytest_agentperf.pool import ConnectionPool, PoolClosedError, PooledSession, PoolTimeoutError
 
-
-# --- the guide's example test, as printed (imports aside) ----------------------
-@pytest.mark.asyncio
-async def test_connection_pool():
-    pool = ConnectionPool(min_connections=2, max_connections=5)
-    await pool.initialize()
-    # Acquire multiple connections
-    connections = []
-    for _ in range(3):
-        conn = await pool.acquire()
-        connections.append(conn)
-    stats = pool.get_pool_stats()
-    assert stats["active_connections"] == 3
-    # Release connections
-    for conn in connections:
-        await pool.release(conn)
-    stats = pool.get_pool_stats()
-    assert stats["active_connections"] == 0
+# The guide's example test, as printed, runs in test_plugin_fixtures.py
+# (importing from the package root, as users do).
 
 
 # --- servers ----------------------------------------------------------------------
