@@ -103,10 +103,13 @@ def _memory_method(config: pytest.Config) -> MemoryMethod:
 
 
 def _llm_prices(config: pytest.Config) -> dict[str, object]:
+    lines = config.getini("perf_llm_prices")
+    if not lines:
+        return {}
     from .llm import parse_price_table
 
     raw: dict[str, dict[str, str]] = {}
-    for line in config.getini("perf_llm_prices"):
+    for line in lines:
         words = str(line).split()
         if not words:
             continue

@@ -9,6 +9,7 @@ collects and writes.  Both paths share ``pytest_runtest_logreport``.
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from collections.abc import Callable, Generator
@@ -57,9 +58,8 @@ class PerfSession:
         self._env: dict[str, Any] | None = None
         self._last_snapshot = 0.0
         self.written = False
-        from .llm import LLMCapture
-
-        self.llm = LLMCapture()
+        #: the LLM capture, created once an SDK or OpenTelemetry has been imported
+        self.llm: Any = None
         self._proc: ProcFiles | None = None
         if settings.memory_method == "hwm":
             self._proc = ProcFiles()
@@ -120,8 +120,10 @@ class PerfSession:
                 probe.start()
             diagnostics.start()
         llm_stats = _LazyStats()
-        self.llm.ensure_installed()  # patches SDKs imported since the last test; ~0.1 us
-        self.llm.start(llm_stats)
+        llm = self._llm_capture()
+        if llm is not None:
+            llm.ensure_installed()  # patches SDKs imported since the last test; ~0.1 us
+            llm.start(llm_stats)
         cpu0 = time.process_time_ns()
         t0 = time.perf_counter_ns()
         failed = False
@@ -133,7 +135,8 @@ class PerfSession:
         finally:
             t1 = time.perf_counter_ns()
             cpu1 = time.process_time_ns()
-            self.llm.stop()
+            if llm is not None:
+                llm.stop()
             if record is not None and diagnostics is not None:
                 diagnostics.stop(record, call_failed=failed)
             if probe is not None:
@@ -151,6 +154,16 @@ class PerfSession:
                     record.memory = memory
                 if stats is not None:
                     self._add_llm(record, stats)
+
+    def _llm_capture(self) -> Any:
+        """The capture, made when a test suite has imported something it can capture."""
+        if self.llm is None:
+            modules = sys.modules
+            if "openai" in modules or "anthropic" in modules or "opentelemetry.trace" in modules:
+                from .llm import LLMCapture
+
+                self.llm = LLMCapture()
+        return self.llm
 
     def _add_llm(self, record: TestRecord, stats: Any) -> None:
         from .llm import cost_usd
@@ -329,7 +342,8 @@ class PerfSession:
         self.incomplete_reason = "internal error"
 
     def pytest_unconfigure(self) -> None:
-        self.llm.uninstall()
+        if self.llm is not None:
+            self.llm.uninstall()
         if self._proc is not None:
             self._proc.close()
 
