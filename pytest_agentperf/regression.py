@@ -22,12 +22,12 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from importlib.metadata import version as _dist_version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from . import __version__
 from .history import DEFAULT_HISTORY_PATH
 from .report import ReportError, build_report, environment, load_report
 
@@ -194,7 +194,7 @@ class RegressionPlugin:
         self.settings = settings
         self.is_worker = hasattr(config, "workerinput")
         self.env = environment(config.rootpath, pytest.__version__,
-                               _dist_version("pytest-agentperf"))
+                               __version__)
         self.base_tests: dict[str, Mapping[str, Any]] = {}
         self.source: str | None = None
         self.notes: list[str] = []

@@ -14,12 +14,12 @@ import threading
 import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
-from importlib.metadata import version as _dist_version
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from . import __version__
 from ._diagnostics import CallDiagnostics
 from ._state import PHASES_KEY, RECORD_KEY
 from .budgets import BudgetError, check_budget, format_violations, validate_budget
@@ -278,7 +278,7 @@ class PerfSession:
     def env(self) -> dict[str, Any]:
         if self._env is None:
             self._env = environment(self.config.rootpath, pytest.__version__,
-                                    _dist_version("pytest-agentperf"))
+                                    __version__)
         return self._env
 
     def report(self, complete: bool, reason: str | None) -> dict[str, Any]:
