@@ -36,9 +36,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from aiohttp import ClientSession, web
 
-from pytest_agentperf.leaks import LeakChecker
-from pytest_agentperf.loopblock import LoopBlockDetector
-from pytest_agentperf.monitor import AsyncPerformanceMonitor
+from pytest_agentperf.measurement.leaks import LeakChecker
+from pytest_agentperf.measurement.loopblock import LoopBlockDetector
+from pytest_agentperf.toolkit.monitor import AsyncPerformanceMonitor
 
 
 # -- workloads -----------------------------------------------------------------

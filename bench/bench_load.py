@@ -41,8 +41,8 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from guide_reference import LoadTester as _GuideLoadTester  # noqa: E402
 
-from pytest_agentperf.load import LoadTester  # noqa: E402
 from pytest_agentperf.stats import percentile  # noqa: E402
+from pytest_agentperf.toolkit.load import LoadTester  # noqa: E402
 
 GuideLoadTester: Any = _GuideLoadTester  # the guide's code is untyped
 

@@ -36,9 +36,9 @@ sys.path.insert(0, str(ROOT / "bench"))
 import cachetools  # noqa: E402
 import guide_reference as guide  # noqa: E402
 
-from pytest_agentperf.batching import BatchProcessor  # noqa: E402
-from pytest_agentperf.cache import IntelligentCache  # noqa: E402
-from pytest_agentperf.pool import ConnectionPool  # noqa: E402
+from pytest_agentperf.toolkit.batching import BatchProcessor  # noqa: E402
+from pytest_agentperf.toolkit.cache import IntelligentCache  # noqa: E402
+from pytest_agentperf.toolkit.pool import ConnectionPool  # noqa: E402
 
 SIZES = (1_000, 10_000, 100_000)
 

@@ -13,46 +13,46 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from .budgets import BUDGET_KEYS, BudgetError
-from .profiler import PerformanceMetrics, PerformanceProfiler
 from .record import TestRecord
 from .report import SCHEMA_VERSION, ReportError, load_report, load_schema
 from .stats import SampleSet, percentile, summarize
+from .toolkit.profiler import PerformanceMetrics, PerformanceProfiler
 
 if TYPE_CHECKING:
-    from .batching import BatchProcessor, BatchResultError
-    from .cache import IntelligentCache
-    from .checker import OptimizationChecker
     from .findings import Finding
     from .histogram import LatencyHistogram
-    from .leaks import LeakChecker
-    from .load import LoadTester
-    from .loopblock import LoopBlockDetector
-    from .memory import MemoryOptimizer
-    from .middleware import ASGIMiddleware, RequestRecorder, aiohttp_middleware
-    from .monitor import AsyncPerformanceMonitor
-    from .pool import ConnectionPool, PoolClosedError, PooledSession, PoolTimeoutError
+    from .measurement.leaks import LeakChecker
+    from .measurement.loopblock import LoopBlockDetector
+    from .toolkit.batching import BatchProcessor, BatchResultError
+    from .toolkit.cache import IntelligentCache
+    from .toolkit.checker import OptimizationChecker
+    from .toolkit.load import LoadTester
+    from .toolkit.memory_optimizer import MemoryOptimizer
+    from .toolkit.middleware import ASGIMiddleware, RequestRecorder, aiohttp_middleware
+    from .toolkit.monitor import AsyncPerformanceMonitor
+    from .toolkit.pool import ConnectionPool, PoolClosedError, PooledSession, PoolTimeoutError
 
 __version__ = "0.1.0"
 
 #: public name -> module that defines it, imported on first access
 _LAZY: dict[str, str] = {
-    "IntelligentCache": "cache",
-    "BatchProcessor": "batching",
-    "BatchResultError": "batching",
-    "ConnectionPool": "pool",
-    "PooledSession": "pool",
-    "PoolTimeoutError": "pool",
-    "PoolClosedError": "pool",
-    "LoadTester": "load",
+    "IntelligentCache": "toolkit.cache",
+    "BatchProcessor": "toolkit.batching",
+    "BatchResultError": "toolkit.batching",
+    "ConnectionPool": "toolkit.pool",
+    "PooledSession": "toolkit.pool",
+    "PoolTimeoutError": "toolkit.pool",
+    "PoolClosedError": "toolkit.pool",
+    "LoadTester": "toolkit.load",
     "LatencyHistogram": "histogram",
-    "RequestRecorder": "middleware",
-    "ASGIMiddleware": "middleware",
-    "aiohttp_middleware": "middleware",
-    "AsyncPerformanceMonitor": "monitor",
-    "MemoryOptimizer": "memory",
-    "OptimizationChecker": "checker",
-    "LoopBlockDetector": "loopblock",
-    "LeakChecker": "leaks",
+    "RequestRecorder": "toolkit.middleware",
+    "ASGIMiddleware": "toolkit.middleware",
+    "aiohttp_middleware": "toolkit.middleware",
+    "AsyncPerformanceMonitor": "toolkit.monitor",
+    "MemoryOptimizer": "toolkit.memory_optimizer",
+    "OptimizationChecker": "toolkit.checker",
+    "LoopBlockDetector": "measurement.loopblock",
+    "LeakChecker": "measurement.leaks",
     "Finding": "findings",
 }
 

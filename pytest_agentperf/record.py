@@ -12,7 +12,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from .measure import MemoryResult
+from .measurement.memory import MemoryResult
 from .stats import SampleSet, summarize
 
 __all__ = ["TestRecord"]

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from pytest_agentperf.batching import BatchProcessor, BatchResultError
+from pytest_agentperf.toolkit.batching import BatchProcessor, BatchResultError
 
 # The guide's example test, as printed, runs in test_plugin_fixtures.py
 # (importing from the package root, as users do).

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from pytest_agentperf.cache import IntelligentCache
+from pytest_agentperf.toolkit.cache import IntelligentCache
 
 # The guide's example test, as printed, runs in test_plugin_fixtures.py
 # (importing from the package root, as users do).

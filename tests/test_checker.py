@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from pytest_agentperf.checker import OptimizationChecker
 from pytest_agentperf.findings import N_PLUS_ONE
+from pytest_agentperf.toolkit.checker import OptimizationChecker
 
 
 def _ops(key: str, start: float, n: int, step: float) -> list[dict[str, Any]]:

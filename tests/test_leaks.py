@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from pytest_agentperf.findings import MEMORY_LEAK
-from pytest_agentperf.leaks import LeakChecker
+from pytest_agentperf.measurement.leaks import LeakChecker
 
 _MIB = 1024 * 1024
 _HELD: list[Any] = []  # module-level: what a leaking agent appends to
@@ -180,7 +180,7 @@ def test_plugin_style_wiring_around_the_call_phase(pytester: pytest.Pytester) ->
     pytester.makeconftest(
         """
         import pytest
-        from pytest_agentperf.leaks import LeakChecker
+        from pytest_agentperf.measurement.leaks import LeakChecker
 
         @pytest.hookimpl(wrapper=True)
         def pytest_runtest_call(item):

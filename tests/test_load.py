@@ -18,8 +18,8 @@ import pytest_asyncio
 from aiohttp import web
 
 from pytest_agentperf.histogram import FastHdr, LatencyHistogram, clamp_ns, new_hdr
-from pytest_agentperf.load import LoadTester, _arrivals_before, _intended_offset
 from pytest_agentperf.stats import percentile
+from pytest_agentperf.toolkit.load import LoadTester, _arrivals_before, _intended_offset
 
 
 @dataclass

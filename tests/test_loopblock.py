@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from pytest_agentperf.findings import BLOCKING_CALL
-from pytest_agentperf.loopblock import LoopBlockDetector, format_block
+from pytest_agentperf.measurement.loopblock import LoopBlockDetector, format_block
 
 
 @pytest.fixture
@@ -248,7 +248,7 @@ def test_plugin_style_wiring_with_pytest_asyncio(pytester: pytest.Pytester) -> N
     pytester.makeconftest(
         """
         import pytest
-        from pytest_agentperf.loopblock import LoopBlockDetector
+        from pytest_agentperf.measurement.loopblock import LoopBlockDetector
 
         @pytest.hookimpl(wrapper=True)
         def pytest_runtest_call(item):

@@ -9,7 +9,7 @@ import sys
 import psutil
 import pytest
 
-from pytest_agentperf.memory import MemoryOptimizer, peak_rss_mb, slotted_class
+from pytest_agentperf.toolkit.memory_optimizer import MemoryOptimizer, peak_rss_mb, slotted_class
 
 
 class _Blob:

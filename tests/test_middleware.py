@@ -11,8 +11,8 @@ import pytest
 import pytest_asyncio
 from aiohttp import web
 
-from pytest_agentperf.load import LoadTester
-from pytest_agentperf.middleware import ASGIMiddleware, RequestRecorder, aiohttp_middleware
+from pytest_agentperf.toolkit.load import LoadTester
+from pytest_agentperf.toolkit.middleware import ASGIMiddleware, RequestRecorder, aiohttp_middleware
 
 Scope = MutableMapping[str, Any]
 

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from pytest_agentperf.monitor import AsyncPerformanceMonitor
+from pytest_agentperf.toolkit.monitor import AsyncPerformanceMonitor
 
 
 async def _op(monitor: AsyncPerformanceMonitor, name: str, delay: float) -> None:

@@ -12,7 +12,12 @@ import pytest
 import pytest_asyncio
 from aiohttp import web
 
-from pytest_agentperf.pool import ConnectionPool, PoolClosedError, PooledSession, PoolTimeoutError
+from pytest_agentperf.toolkit.pool import (
+    ConnectionPool,
+    PoolClosedError,
+    PooledSession,
+    PoolTimeoutError,
+)
 
 # The guide's example test, as printed, runs in test_plugin_fixtures.py
 # (importing from the package root, as users do).

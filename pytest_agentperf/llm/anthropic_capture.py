@@ -22,7 +22,7 @@ def _int(obj: Any, name: str) -> int | None:
 
 
 class AnthropicAdapter:
-    """:class:`~pytest_agentperf.llm._stainless.SDKAdapter` for ``anthropic``."""
+    """:class:`~pytest_agentperf.llm.sdk_patch.SDKAdapter` for ``anthropic``."""
 
     provider = "anthropic"
     package = "anthropic"

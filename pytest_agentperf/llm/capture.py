@@ -6,11 +6,11 @@ import sys
 from typing import Any
 
 from ._pending import PendingCall
-from ._stainless import SDKPatch, new_inflight_var
 from .anthropic_capture import AnthropicAdapter
 from .calls import CallSink
 from .openai_capture import OpenAIAdapter
 from .otel import GenAISpanProcessor
+from .sdk_patch import SDKPatch, new_inflight_var
 
 __all__ = ["LLMCapture"]
 

@@ -33,7 +33,7 @@ def _path(options: Any) -> str:
 
 
 class OpenAIAdapter:
-    """:class:`~pytest_agentperf.llm._stainless.SDKAdapter` for ``openai``."""
+    """:class:`~pytest_agentperf.llm.sdk_patch.SDKAdapter` for ``openai``."""
 
     provider = "openai"
     package = "openai"

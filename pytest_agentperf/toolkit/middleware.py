@@ -26,7 +26,7 @@ import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any
 
-from .histogram import LatencyHistogram
+from ..histogram import LatencyHistogram
 
 if TYPE_CHECKING:
     from aiohttp import web

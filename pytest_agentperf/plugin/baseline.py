@@ -27,12 +27,12 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from . import __version__
-from .history import DEFAULT_HISTORY_PATH
-from .report import ReportError, build_report, environment, load_report
+from .. import __version__
+from ..history import DEFAULT_HISTORY_PATH
+from ..report import ReportError, build_report, environment, load_report
 
 if TYPE_CHECKING:  # compare and history load only when a baseline or history is used
-    from .compare import MetricComparison, Tolerances
+    from ..compare import MetricComparison, Tolerances
 
 
 __all__ = [
@@ -53,7 +53,7 @@ _MARKER_KEYS = ("latency", "memory", "tokens", "memory_floor_mb")
 
 def _tolerance_option(text: str) -> dict[str, float]:
     try:
-        from .compare import parse_tolerance_spec
+        from ..compare import parse_tolerance_spec
 
         return parse_tolerance_spec(text)
     except ValueError as exc:
@@ -135,7 +135,7 @@ class RegressionSettings:
             if warn_only:
                 raise pytest.UsageError("--perf-baseline-warn needs --perf-baseline")
             return None
-        from .compare import Tolerances, parse_tolerance_spec
+        from ..compare import Tolerances, parse_tolerance_spec
 
         spec: dict[str, float] = {}
         ini_tol = str(config.getini("perf_tolerance")).strip()
@@ -158,7 +158,7 @@ class RegressionSettings:
 
 def marker_tolerances(item: pytest.Item, base: Tolerances) -> Tolerances:
     """``base`` with the item's ``perf_regression`` marker applied (closest wins)."""
-    from .compare import parse_fraction
+    from ..compare import parse_fraction
 
     values: dict[str, float] = {}
     for mark in item.iter_markers(MARKER):
@@ -207,8 +207,8 @@ class RegressionPlugin:
 
     # -- baseline ------------------------------------------------------------------------
     def _load_baseline(self, baseline: str) -> None:
-        from .compare import environment_warnings
-        from .history import History, HistoryError, fingerprint
+        from ..compare import environment_warnings
+        from ..history import History, HistoryError, fingerprint
 
         if baseline == HISTORY:
             db = self.settings.history_db
@@ -253,7 +253,7 @@ class RegressionPlugin:
         in place and returns failure messages (none in warn mode).  Calling it
         twice for the same entry does nothing the second time.
         """
-        from .compare import compare_entries
+        from ..compare import compare_entries
 
         if "baseline" in entry or self.source is None:
             return []
@@ -333,7 +333,7 @@ class RegressionPlugin:
             session.shouldfail or session.shouldstop)
         report = build_report(tests=self.entries.values(), env=self.env, complete=complete,
                               incomplete_reason=None if complete else "stopped early")
-        from .history import History, HistoryError, git_branch
+        from ..history import History, HistoryError, git_branch
 
         try:
             with History(path) as history:

@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any, TypeAlias
 
-from .findings import N_PLUS_ONE, Finding
+from ..findings import N_PLUS_ONE, Finding
 
 __all__ = [
     "DEFAULT_MAX_GAP_S",

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from . import regression
-from .budgets import BudgetError, describe_keys, parse_budget_items
-from .measure import MemoryMethod, best_memory_method
-from .report import ReportError, check_writable
+from ..budgets import BudgetError, describe_keys, parse_budget_items
+from ..measurement.memory import MemoryMethod, best_memory_method
+from ..report import ReportError, check_writable
+from . import baseline as regression
 from .session import MARKER, SESSION_KEY, PerfSession, Settings
 
 DEFAULT_REPORT = "perf-report.json"
@@ -21,9 +21,9 @@ MEMORY_CHOICES = ("auto", "hwm", "sample", "tracemalloc", "off")
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
-    from . import hooks
+    from . import hookspecs
 
-    pluginmanager.add_hookspecs(hooks)
+    pluginmanager.add_hookspecs(hookspecs)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -106,7 +106,7 @@ def _llm_prices(config: pytest.Config) -> dict[str, object]:
     lines = config.getini("perf_llm_prices")
     if not lines:
         return {}
-    from .llm import parse_price_table
+    from ..llm import parse_price_table
 
     raw: dict[str, dict[str, str]] = {}
     for line in lines:

@@ -29,8 +29,8 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
-from .measure import MiB, rss_bytes
-from .stats import SampleSet
+from ..measurement.memory import MiB, rss_bytes
+from ..stats import SampleSet
 
 __all__ = ["PerformanceMetrics", "PerformanceProfiler"]
 

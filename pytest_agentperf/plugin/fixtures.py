@@ -13,16 +13,16 @@ from typing import TYPE_CHECKING, Any
 import pytest
 import pytest_asyncio
 
-from .profiler import PerformanceProfiler
-from .record import TestRecord
+from ..record import TestRecord
+from ..toolkit.profiler import PerformanceProfiler
 from .session import SESSION_KEY, ensure_record
 
 if TYPE_CHECKING:
-    from .batching import BatchProcessor
-    from .cache import IntelligentCache
-    from .load import LoadTester
-    from .monitor import AsyncPerformanceMonitor
-    from .pool import ConnectionPool
+    from ..toolkit.batching import BatchProcessor
+    from ..toolkit.cache import IntelligentCache
+    from ..toolkit.load import LoadTester
+    from ..toolkit.monitor import AsyncPerformanceMonitor
+    from ..toolkit.pool import ConnectionPool
 
 __all__ = [
     "agent_cache", "async_monitor", "batch_processor", "connection_pool", "load_tester",
@@ -50,7 +50,7 @@ def _collect_profiler(prof: PerformanceProfiler, record: TestRecord) -> None:
                       requests=prof.operation_count)
     for key, data in prof.operations().items():
         record.add_operation(key, data)
-    from .checker import OptimizationChecker
+    from ..toolkit.checker import OptimizationChecker
 
     for finding in OptimizationChecker.find_n_plus_one(prof.timeline()):
         record.add_finding(finding.kind, finding.message, **finding.details)
@@ -80,7 +80,7 @@ def agent_cache(perf_record: TestRecord) -> Iterator[IntelligentCache]:
 
     Named ``agent_cache`` so that pytest's own ``cache`` fixture keeps working.
     """
-    from .cache import IntelligentCache
+    from ..toolkit.cache import IntelligentCache
 
     cache = IntelligentCache()
     _section(perf_record, "cache", cache)
@@ -96,7 +96,7 @@ async def batch_processor(perf_record: TestRecord) -> AsyncIterator[BatchProcess
     ``BatchProcessor(batch_size=..., max_wait_time=...)`` in the test, or override
     this fixture.
     """
-    from .batching import BatchProcessor
+    from ..toolkit.batching import BatchProcessor
 
     processor: BatchProcessor[Any, Any] = BatchProcessor()
     _section(perf_record, "batch", processor)
@@ -108,7 +108,7 @@ async def batch_processor(perf_record: TestRecord) -> AsyncIterator[BatchProcess
 async def connection_pool(perf_record: TestRecord) -> AsyncIterator[ConnectionPool]:
     """An initialised :class:`~pytest_agentperf.ConnectionPool` (guide defaults), closed at
     teardown; real TCP created/reused counts in the ``pool`` report section."""
-    from .pool import ConnectionPool
+    from ..toolkit.pool import ConnectionPool
 
     pool = ConnectionPool()
     await pool.initialize()
@@ -170,7 +170,7 @@ def load_tester(perf_record: TestRecord, pytestconfig: pytest.Config) -> LoadTes
     Budget keys ``error_rate`` and ``throughput`` apply to its runs; the ``load`` report
     section holds every run with its per-second timeline.
     """
-    from .load import LoadTester
+    from ..toolkit.load import LoadTester
 
     tester = LoadTester(progress=_LiveProgress(pytestconfig), progress_interval=1.0)
     perf_record.add_collector(lambda record: _collect_load(tester, record))
@@ -181,7 +181,7 @@ def load_tester(perf_record: TestRecord, pytestconfig: pytest.Config) -> LoadTes
 def async_monitor(perf_record: TestRecord) -> AsyncPerformanceMonitor:
     """An :class:`~pytest_agentperf.AsyncPerformanceMonitor`; its concurrency report goes to
     the ``async_monitor`` report section."""
-    from .monitor import AsyncPerformanceMonitor
+    from ..toolkit.monitor import AsyncPerformanceMonitor
 
     monitor = AsyncPerformanceMonitor()
     _section(perf_record, "async_monitor", monitor)

@@ -55,8 +55,8 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from .histogram import NS_PER_S, FastHdr, LatencyHistogram, clamp_ns, new_hdr
-from .stats import SampleSet
+from ..histogram import NS_PER_S, FastHdr, LatencyHistogram, clamp_ns, new_hdr
+from ..stats import SampleSet
 
 if TYPE_CHECKING:
     from .middleware import RequestRecorder
@@ -314,7 +314,7 @@ class LoadTester:
     timeout in seconds (None: none), ``late_threshold`` how late (s) an open-model
     start may be before it counts as late, ``drain_timeout`` how long an open run
     waits for requests still in flight after its schedule ended.  ``server``: a
-    :class:`~pytest_agentperf.middleware.RequestRecorder` whose server-side
+    :class:`~pytest_agentperf.toolkit.middleware.RequestRecorder` whose server-side
     latencies the report shows next to the client-side ones.
     """
 

@@ -34,7 +34,7 @@ import tracemalloc
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .findings import MEMORY_LEAK, Finding
+from ..findings import MEMORY_LEAK, Finding
 
 __all__ = ["LeakChecker", "LeakResult", "RetainedSite", "RetainedType"]
 

@@ -25,7 +25,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from .stats import SampleSet
+from ..stats import SampleSet
 
 __all__ = ["AsyncPerformanceMonitor"]
 

@@ -49,7 +49,7 @@ from dataclasses import dataclass, field
 from types import CodeType, FrameType, TracebackType
 from typing import Any, TypeVar
 
-from .findings import BLOCKING_CALL, Finding
+from ..findings import BLOCKING_CALL, Finding
 
 __all__ = ["DEFAULT_THRESHOLD_S", "BlockRecord", "LoopBlockDetector", "format_block"]
 

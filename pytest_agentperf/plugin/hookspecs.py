@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from .record import TestRecord
+    from ..record import TestRecord
 
 
 def pytest_agentperf_test_record(item: pytest.Item, record: TestRecord) -> None:

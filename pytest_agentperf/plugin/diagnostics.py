@@ -2,7 +2,7 @@
 
 * Event-loop blocking is watched in measured ``async def`` tests (and in any
   test with a ``loop_block`` budget): a step that holds the loop longer than the
-  threshold (the budget, else :data:`~pytest_agentperf.loopblock.DEFAULT_THRESHOLD_S`)
+  threshold (the budget, else :data:`~pytest_agentperf.measurement.loopblock.DEFAULT_THRESHOLD_S`)
   becomes a ``blocking_call`` finding naming the culprit; the ``loop_block``
   section holds every block.
 * Leak checking (tracemalloc, slow) runs only in tests with a ``leak_mb`` budget.
@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from .record import TestRecord
+from ..record import TestRecord
 
 __all__ = ["CallDiagnostics"]
 
@@ -32,12 +32,12 @@ class CallDiagnostics:
         self._leak_budget = budget.get("leak_mb")
         func = getattr(item, "obj", None)
         if "loop_block" in budget or inspect.iscoroutinefunction(func):
-            from .loopblock import DEFAULT_THRESHOLD_S, LoopBlockDetector
+            from ..measurement.loopblock import DEFAULT_THRESHOLD_S, LoopBlockDetector
 
             threshold = min(budget.get("loop_block", DEFAULT_THRESHOLD_S), DEFAULT_THRESHOLD_S)
             self._blocks = LoopBlockDetector(threshold_s=threshold)
         if self._leak_budget is not None:
-            from .leaks import LeakChecker
+            from ..measurement.leaks import LeakChecker
 
             self._leak = LeakChecker(top=5, types=True)
 
@@ -61,7 +61,7 @@ class CallDiagnostics:
                     record.add_finding(finding.kind, finding.message, **finding.details)
                     record.violation_details["leak_mb"] = result.describe()
         if self._blocks is not None:
-            from .loopblock import format_block
+            from ..measurement.loopblock import format_block
 
             self._blocks.stop()
             record.sections["loop_block"] = self._blocks.report_section()

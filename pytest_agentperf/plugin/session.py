@@ -19,13 +19,12 @@ from typing import Any
 
 import pytest
 
-from . import __version__
-from ._diagnostics import CallDiagnostics
-from ._state import PHASES_KEY, RECORD_KEY
-from .budgets import BudgetError, check_budget, format_violations, validate_budget
-from .measure import MemoryMethod, MemoryProbe, ProcFiles
-from .record import TestRecord
-from .report import ReportError, build_report, environment, plain_json, utc_now, write_report
+from .. import __version__
+from ..budgets import BudgetError, check_budget, format_violations, validate_budget
+from ..measurement.memory import MemoryMethod, MemoryProbe, ProcFiles
+from ..record import TestRecord
+from ..report import ReportError, build_report, environment, plain_json, utc_now, write_report
+from .diagnostics import CallDiagnostics
 
 __all__ = ["SESSION_KEY", "PerfSession", "Settings", "ensure_record"]
 
@@ -160,13 +159,13 @@ class PerfSession:
         if self.llm is None:
             modules = sys.modules
             if "openai" in modules or "anthropic" in modules or "opentelemetry.trace" in modules:
-                from .llm import LLMCapture
+                from ..llm import LLMCapture
 
                 self.llm = LLMCapture()
         return self.llm
 
     def _add_llm(self, record: TestRecord, stats: Any) -> None:
-        from .llm import cost_usd
+        from ..llm import cost_usd
 
         section = stats.report_section()
         tokens, llm = section["tokens"], section["llm"]
@@ -301,20 +300,20 @@ class PerfSession:
         if path is not None:
             write_report(path, data)
         if final and html_path is not None:
-            from .html import write_html
+            from ..html import write_html
 
             write_html(html_path, data, history=self._history_trends(data))
         self._last_snapshot = time.monotonic()
 
     def _history_trends(self, data: dict[str, Any]) -> dict[str, list[dict[str, Any]]] | None:
         """Trend lines for the HTML report, when this run keeps a history database."""
-        from .regression import REGRESSION_KEY
+        from .baseline import REGRESSION_KEY
 
         gate = self.config.stash.get(REGRESSION_KEY, None)
         path = gate.settings.history_path if gate is not None else None
         if path is None or not path.is_file():
             return None
-        from .history import History, HistoryError
+        from ..history import History, HistoryError
 
         try:
             with History(path) as db:
@@ -399,7 +398,7 @@ class _LazyStats:
         if self.stats is None:
             with self._lock:
                 if self.stats is None:
-                    from .llm import LLMStats
+                    from ..llm import LLMStats
 
                     self.stats = LLMStats()
         self.stats.add(call)
@@ -427,6 +426,9 @@ def _final_outcome(phases: dict[str, Any]) -> str:
 
 
 SESSION_KEY = pytest.StashKey[PerfSession]()
+#: per-test state lives in the item's stash, never in globals
+RECORD_KEY = pytest.StashKey[TestRecord]()
+PHASES_KEY = pytest.StashKey[dict[str, Any]]()
 
 
 def ensure_record(item: pytest.Item) -> TestRecord:
