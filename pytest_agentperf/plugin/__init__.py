@@ -5,19 +5,20 @@ Switch the whole plugin off with ``-p no:agentperf``.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
 
 from ..budgets import BudgetError, describe_keys, parse_budget_items
-from ..measurement.memory import MemoryMethod, best_memory_method
+from ..measurement.memory import MemoryMethod, best_memory_method, hwm_available
 from ..report import ReportError, check_writable
 from . import baseline as regression
 from .session import MARKER, SESSION_KEY, PerfSession, Settings
 
 DEFAULT_REPORT = "perf-report.json"
 _BARE = "\0bare"  # value of a bare --perf-report
-MEMORY_CHOICES = ("auto", "hwm", "sample", "tracemalloc", "off")
+MEMORY_CHOICES = ("auto", "faults", "hwm", "sample", "tracemalloc", "off")
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
@@ -39,8 +40,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     group.addoption(
         "--perf-memory", action="store", default=None, choices=MEMORY_CHOICES,
-        help="how peak memory is measured: auto (default: hwm where the kernel allows, "
-        "else sample), hwm, sample, tracemalloc (Python heap, slow) or off.",
+        help="how peak memory is measured: auto (default: faults on Linux with glibc, "
+        "else sample), faults, hwm (resets the process's peak RSS), sample, "
+        "tracemalloc (Python heap, slow) or off.",
     )
     group.addoption(
         "--perf-cprofile", action="store_true", default=False,
@@ -94,10 +96,14 @@ def _memory_method(config: pytest.Config) -> MemoryMethod:
         )
     if value == "auto":
         return best_memory_method()
-    if value == "hwm" and best_memory_method() != "hwm":
+    if value == "hwm" and not hwm_available():
         raise pytest.UsageError(
             "--perf-memory=hwm: this system does not let the process reset its peak RSS "
             "(/proc/self/clear_refs); use auto or sample"
+        )
+    if value == "faults" and not sys.platform.startswith("linux"):
+        raise pytest.UsageError(
+            "--perf-memory=faults: needs Linux (/proc/self); use auto or sample"
         )
     return value  # type: ignore[return-value]
 
