@@ -30,7 +30,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from .report import SCHEMA_VERSION, utc_now
+from .report import SCHEMA_VERSION, json_safe, utc_now
 
 __all__ = [
     "DEFAULT_BASELINE_RUNS",
@@ -192,7 +192,8 @@ class History:
         env = report.get("environment")
         env = env if isinstance(env, Mapping) else {}
         created = str(report.get("created") or utc_now())
-        tests = [t for t in report.get("tests", []) if isinstance(t, Mapping)]
+        # NaN/infinities become null, lone surrogates U+FFFD: what the report file holds
+        tests = [t for t in json_safe(list(report.get("tests", []))) if isinstance(t, Mapping)]
         summary = dict(report.get("summary") or {})
         summary.setdefault("tests", len(tests))
         summary.setdefault("failed", sum(1 for t in tests if t.get("outcome") == "failed"))
