@@ -109,6 +109,7 @@ class PerfSession:
 
     @pytest.hookimpl(wrapper=True, trylast=True)
     def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, None, None]:
+        __tracebackhide__ = True  # a test's failure is not the plugin's frame
         record = item.stash.get(RECORD_KEY, None)
         probe = None
         diagnostics = None
@@ -197,6 +198,7 @@ class PerfSession:
     def pytest_runtest_makereport(
         self, item: pytest.Item, call: pytest.CallInfo[None]
     ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+        __tracebackhide__ = True
         rep = yield
         record = item.stash.get(RECORD_KEY, None)
         if record is None:
