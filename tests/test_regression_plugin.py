@@ -172,3 +172,31 @@ def test_html_report_draws_trends_from_the_history_database(rpt: pytest.Pytester
                  "--db", str(rpt.path / "h.db")]) == 0
     assert "History (2 runs" in (rpt.path / "cli.html").read_text()
     assert main(["html", str(rpt.path / "r.json"), "--db", str(rpt.path / "nope.db")]) == 2
+
+
+def test_history_group_overrides_the_fingerprint_and_few_runs_are_said(
+        rpt: pytest.Pytester) -> None:
+    configure(rpt)
+    from conftest import INI
+
+    rpt.makeini(INI.format(extra="perf_history = h.db\nperf_history_group = ci-small"))
+    rpt.runpytest().assert_outcomes(passed=3)
+    result = rpt.runpytest("--perf-compare=history")
+    result.assert_outcomes(passed=3)
+    result.stdout.fnmatch_lines([
+        "*history baseline has only 1 comparable complete run in machine group 'ci-small'"
+        " (5 wanted)*"])
+    result = rpt.runpytest("--perf-compare=history", "--perf-history-group=ci-large")
+    result.stdout.fnmatch_lines(["*no earlier complete run in machine group 'ci-large'*"])
+    from pytest_agentperf.history import History
+
+    with History(rpt.path / "h.db") as h:
+        assert [r.machine_group for r in h.runs()] == ["ci-large", "ci-small", "ci-small"]
+
+
+def test_password_in_history_url_is_a_usage_error_and_not_echoed(
+        rpt: pytest.Pytester) -> None:
+    result = rpt.runpytest("--perf-history=postgresql://me:s3cret@127.0.0.1:1/db")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*do not put the password in the URL*PGPASSWORD*"])
+    assert "s3cret" not in result.stdout.str() + result.stderr.str()

@@ -313,12 +313,12 @@ class PerfSession:
 
         gate = self.config.stash.get(REGRESSION_KEY, None)
         path = gate.settings.history_path if gate is not None else None
-        if path is None or not path.is_file():
+        if path is None or (isinstance(path, Path) and not path.is_file()):
             return None
-        from ..history import History, HistoryError
+        from ..history import HistoryError, open_history
 
         try:
-            with History(path) as db:
+            with open_history(path, readonly=True) as db:
                 return db.trends([str(t["nodeid"]) for t in data["tests"]])
         except HistoryError:
             return None
