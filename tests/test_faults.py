@@ -138,7 +138,7 @@ def test_raising_report_hook_does_not_lose_the_report(pt: pytest.Pytester) -> No
     (pt.path / "base.json").write_text("")  # replaced below by a real baseline
     pt.runpytest("--perf-report=base.json")
     result = pt.runpytest("--perf-report=r.json", "--perf-html=r.html",
-                          "--perf-baseline=base.json")
+                          "--perf-compare=base.json")
     result.assert_outcomes(passed=5)
     result.stdout.no_fnmatch_line("*INTERNALERROR*")
     result.stdout.fnmatch_lines(["*agentperf: pytest_agentperf_report hook failed: "
@@ -397,7 +397,7 @@ def _baseline(tmp: Path, **extra: object) -> Path:
 def test_gate_warns_on_incomplete_or_malformed_baseline(pt: pytest.Pytester) -> None:
     _baseline(pt.path, complete=False, incomplete_reason="interrupted")
     pt.makepyfile(test_faults_gate=QUICK)
-    result = pt.runpytest("--perf-report=r.json", "--perf-baseline=base.json")
+    result = pt.runpytest("--perf-report=r.json", "--perf-compare=base.json")
     result.assert_outcomes(passed=5)
     result.stdout.fnmatch_lines([
         "warning: baseline *base.json is from an incomplete run (interrupted)*",
