@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 from test_compare import entry, report
 
-from _support import read_report
 from pytest_agentperf.cli import main
 from pytest_agentperf.history import STORE_VERSION, HistoryError, fingerprint, open_history
+
+from _support import read_report
 
 
 def test_record_trend_baseline_and_schema_version(pg_url: str) -> None:
