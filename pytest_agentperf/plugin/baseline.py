@@ -8,7 +8,7 @@ Wiring (in ``plugin.py``)::
     if gate is not None:
         session.entry_checks.append(gate.check_entry)
 
-:func:`register` creates a :class:`RegressionPlugin` when ``--perf-baseline``,
+:func:`register` creates a :class:`RegressionPlugin` when ``--perf-compare``,
 ``--perf-history`` (or their ini options) are set.  The plugin loads the
 baseline in every process (xdist workers judge their own tests); the session
 calls :meth:`RegressionPlugin.check_entry` on each measured test's entry right
@@ -63,14 +63,14 @@ def _tolerance_option(text: str) -> dict[str, float]:
 def addoption(group: Any, parser: pytest.Parser) -> None:
     """Add the gate's command-line and ini options to ``group`` / ``parser``."""
     group.addoption(
-        "--perf-baseline", action="store", default=None, metavar="PATH|history",
+        "--perf-compare", action="store", default=None, metavar="PATH|history",
         help="compare every measured test with a saved report (PATH) or with the recent "
         "runs on this machine in the history database ('history'); a significant change "
         "beyond the tolerance fails the test.",
     )
     group.addoption(
-        "--perf-baseline-warn", action="store_true", default=False,
-        help="with --perf-baseline: report regressions as warnings, do not fail tests.",
+        "--perf-compare-warn", action="store_true", default=False,
+        help="with --perf-compare: report regressions as warnings, do not fail tests.",
     )
     group.addoption(
         "--perf-history", action="store", nargs="?", const=_BARE, default=None,
@@ -91,7 +91,7 @@ def addoption(group: Any, parser: pytest.Parser) -> None:
         help="baseline tolerances, e.g. latency=10%%,memory=10%%,tokens=5%%,memory_floor=5 "
         "(memory_floor in MiB; defaults as shown); overrides the perf_tolerance ini option.",
     )
-    parser.addini("perf_baseline", "as --perf-baseline (PATH relative to the rootdir, or "
+    parser.addini("perf_compare", "as --perf-compare (PATH relative to the rootdir, or "
                   "'history')", default="")
     parser.addini("perf_history", "as --perf-history=PATH|URL (a path relative to the "
                   "rootdir)", default="")
@@ -121,9 +121,9 @@ class RegressionSettings:
     def from_config(cls, config: pytest.Config) -> RegressionSettings | None:
         """The settings, or None when neither a baseline nor a history is asked for."""
         root = config.rootpath
-        baseline = config.getoption("perf_baseline", None)
+        baseline = config.getoption("perf_compare", None)
         if baseline is None:
-            baseline = str(config.getini("perf_baseline")).strip() or None
+            baseline = str(config.getini("perf_compare")).strip() or None
             if baseline is not None and baseline != HISTORY and not Path(baseline).is_absolute():
                 baseline = str(root / baseline)
         elif baseline != HISTORY and not Path(baseline).is_absolute():
@@ -140,10 +140,10 @@ class RegressionSettings:
             history_path = _history_target(ini, root, "perf_history ini option") if ini else None
         group = (config.getoption("perf_history_group", None)
                  or str(config.getini("perf_history_group")).strip() or None)
-        warn_only = bool(config.getoption("perf_baseline_warn", False))
+        warn_only = bool(config.getoption("perf_compare_warn", False))
         if baseline is None and history_path is None:
             if warn_only:
-                raise pytest.UsageError("--perf-baseline-warn needs --perf-baseline")
+                raise pytest.UsageError("--perf-compare-warn needs --perf-compare")
             return None
         from ..compare import Tolerances, parse_tolerance_spec
 
@@ -255,7 +255,7 @@ class RegressionPlugin:
                 except EmptyHistoryError:
                     data = None
                 except HistoryError as exc:
-                    raise pytest.UsageError(f"--perf-baseline=history: {exc}") from None
+                    raise pytest.UsageError(f"--perf-compare=history: {exc}") from None
             if data is None:
                 self.notes.append(f"no earlier complete run {what} in {shown}: "
                                   "nothing to compare with yet")
@@ -271,7 +271,7 @@ class RegressionPlugin:
             try:
                 data = load_report(baseline)
             except ReportError as exc:
-                raise pytest.UsageError(f"--perf-baseline: {exc}") from None
+                raise pytest.UsageError(f"--perf-compare: {exc}") from None
             self.source = baseline
             self.env_warnings = environment_warnings(data.get("environment"), self.env)
         self.base_tests = {str(t["nodeid"]): t for t in data["tests"]
