@@ -133,7 +133,7 @@ def test_plugin_records_and_compares_through_postgres_under_xdist(
     pt.makepyfile(test_suite=SUITE)
     for _ in range(2):
         result = pt.runpytest_subprocess("-n", "2", f"--perf-history={pg_url}",
-                                         "--perf-baseline=history", "--perf-report=r.json")
+                                         "--perf-compare=history", "--perf-report=r.json")
         result.assert_outcomes(passed=6)
     result.stdout.fnmatch_lines([f"*agentperf baseline: history {pg_url} (runs 1)*",
                                  "*0 regressed*", f"*perf history: run 2 -> {pg_url}"])
