@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from .budgets import BUDGET_KEYS, measured_value
-from .report import ReportError, atomic_write_text, load_report
+from .report import ReportError, atomic_write_text, fix_surrogates, load_report
 from .stats import summarize
 
 __all__ = ["add_html_parser", "render_html", "run_html", "write_html"]
@@ -600,10 +600,11 @@ def _row(i: int, test: Mapping[str, Any], history: Sequence[Mapping[str, Any]] |
 def _summary(report: Mapping[str, Any]) -> str:
     s = _dict(report.get("summary"))
     cards = []
-    for key in ("tests", "passed", "failed", "errors", "skipped", "xfailed", "xpassed",
-                "budget_violations"):
+    for key in ("tests", "passed", "failed", "errors", "crashed", "interrupted", "skipped",
+                "xfailed", "xpassed", "budget_violations"):
         if key in s:
-            bad = key in ("failed", "errors", "budget_violations") and (_num(s[key]) or 0) > 0
+            bad = key in ("failed", "errors", "crashed", "budget_violations") and (
+                _num(s[key]) or 0) > 0
             cards.append(f'<div class="card{" bad" if bad else ""}"><div class="n">'
                          f'{_e(_fmt_num(s[key]))}</div><div>{_e(key.replace("_", " "))}</div>'
                          "</div>")
@@ -688,8 +689,17 @@ def render_html(report: Mapping[str, Any], *, history: History | None = None) ->
 def write_html(
     path: str | os.PathLike[str], report: Mapping[str, Any], *, history: History | None = None
 ) -> None:
-    """Render ``report`` and write it to ``path`` atomically (temp file + rename)."""
-    atomic_write_text(path, render_html(report, history=history))
+    """Render ``report`` and write it to ``path`` atomically (temp file + rename).
+
+    A string that UTF-8 cannot encode (a lone surrogate, ``"\\ud800"``, which a
+    JSON file may hold) is written as U+FFFD.
+    """
+    text = render_html(report, history=history)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = fix_surrogates(text)
+    atomic_write_text(path, text)
 
 
 # -- CLI ------------------------------------------------------------------------------------
@@ -700,9 +710,9 @@ def add_html_parser(subparsers: Any) -> None:
         description="Render a pytest-agentperf JSON report as one self-contained HTML file "
         "(inline SVG charts, no network resources).")
     p.add_argument("report", help="the JSON report (written by pytest --perf-report)")
-    p.add_argument("--db", default=None, metavar="PATH",
-                   help="draw each test's trend from this history database "
-                   "(written by pytest --perf-history)")
+    p.add_argument("--db", default=None, metavar="PATH|URL",
+                   help="draw each test's trend from this history database, a SQLite file "
+                   "or a postgresql:// URL (written by pytest --perf-history)")
     p.add_argument("-o", "--output", default=None, metavar="OUT.html",
                    help="where to write the page (default: the report's path with .html)")
     p.set_defaults(func=run_html)
@@ -719,14 +729,14 @@ def run_html(args: argparse.Namespace) -> int:
     history = None
     db_path = getattr(args, "db", None)
     if db_path is not None:
-        from .history import History, HistoryError
+        from .history import HistoryError, is_url, open_history
 
-        if not Path(db_path).is_file():
+        if not is_url(db_path) and not Path(db_path).is_file():
             print(f"pytest-agentperf html: history database {db_path} does not exist",
                   file=sys.stderr)
             return 2
         try:
-            with History(db_path) as db:
+            with open_history(db_path, readonly=True) as db:
                 history = db.trends([str(t.get("nodeid")) for t in report["tests"]])
         except HistoryError as exc:
             print(f"pytest-agentperf html: {exc}", file=sys.stderr)
