@@ -16,7 +16,8 @@ stop_burners() {
     done
     burners=()
 }
-trap stop_burners EXIT INT TERM
+trap stop_burners EXIT
+trap 'stop_burners; exit 130' INT TERM
 
 for _ in 1 2; do
     "$python" -c "
