@@ -43,8 +43,9 @@ __all__ = ["ChangePoint", "e_divisive", "q_statistics"]
 
 #: Significance level of the permutation test.
 DEFAULT_ALPHA = 0.005
-#: Permutations per test (p can reach 1 / (1 + permutations) = 0.0025).
-DEFAULT_PERMUTATIONS = 399
+#: Permutations per test: p reaches 1 / (1 + permutations) = 0.005 when none of them
+#: matches the observed split, and the test stops at the first one that does.
+DEFAULT_PERMUTATIONS = 199
 #: Fewest runs on each side of a change point.
 DEFAULT_MIN_SIZE = 3
 
@@ -130,19 +131,18 @@ def _best_split(xs: Sequence[float], min_size: int) -> tuple[int, float]:
     if n < 2 * min_size:
         return 0, 0.0
     w = _interval_sums(xs)
+    whole = w[0]
     best_t, best_q = 0, 0.0
     for t in range(min_size, n - min_size + 1):
-        w_left = w[0][t]
+        w_left = whole[t]
         within_left = w_left / (t * (t - 1) / 2) if t > 1 else 0.0
         row = w[t]
-        for k in range(t + min_size, n + 1):
-            m = k - t
-            cross = w[0][k] - w_left - row[k]
-            e = 2.0 * cross / (t * m) - within_left - (row[k] / (m * (m - 1) / 2)
-                                                       if m > 1 else 0.0)
-            q = t * m / (t + m) * e
-            if q > best_q:
-                best_t, best_q = t, q
+        q = max([
+            t * m / (t + m) * (2.0 * (whole[t + m] - w_left - row[t + m]) / (t * m)
+                               - within_left - row[t + m] * 2.0 / (m * (m - 1)))
+            for m in range(max(min_size, 2), n - t + 1)] or [0.0])
+        if q > best_q:
+            best_t, best_q = t, q
     return best_t, best_q
 
 

@@ -73,8 +73,8 @@ def test_min_size_runs_are_needed_after_a_step() -> None:
 
 
 def test_a_step_in_a_deterministic_metric() -> None:
-    (cp,) = e_divisive([100.0] * 10 + [120.0] * 5)
-    assert (cp.index, cp.before, cp.after) == (10, 100.0, 120.0)
+    (cp,) = e_divisive([100.0] * 20 + [120.0] * 5)
+    assert (cp.index, cp.before, cp.after) == (20, 100.0, 120.0)
 
 
 def test_bad_input_is_refused() -> None:

@@ -31,6 +31,8 @@ METRICS: tuple[tuple[str, str, str], ...] = (
     ("peak_mb", "MiB", "memory.peak_mb"), ("tokens", "tokens", "tokens.total"))
 #: How many recent runs of a test are searched.
 DEFAULT_WINDOW = 40
+#: How many recent runs a history baseline searches for the test's last change point.
+BASELINE_WINDOW = 30
 
 
 @dataclass(frozen=True)
@@ -110,7 +112,7 @@ class HistoryBaseline:
     """
 
     def __init__(self, store: HistoryStore, group: str, *, runs: int = DEFAULT_BASELINE_RUNS,
-                 window: int = DEFAULT_WINDOW,
+                 window: int = BASELINE_WINDOW,
                  tolerances: Mapping[str, float] | None = None) -> None:
         self.store = store
         self.group = group
@@ -126,48 +128,55 @@ class HistoryBaseline:
         ``info`` has the run ids used, the change point they start after (if
         any), a note when fewer than ``runs`` comparable runs exist, and the
         drifts seen when ``current`` (this run's entry) is appended to the series.
+        Change points are searched once, over the history and ``current``.
         """
         from ..merge import merge_entries
+        from .common import _num
 
-        points, changes = test_changes(self.store, nodeid, self.group, self.window)
+        points = self.store.trend(nodeid, limit=self.window, group=self.group,
+                                  complete_only=True)
         info: dict[str, Any] = {"runs": [], "since_change": None, "drifts": []}
         if not points:
             return None, info
+        series = list(points)
+        if current is not None:
+            series.append(TrendPoint(
+                0, "now", None, current.get("outcome"), _num(current, "latency", "p50"),
+                _num(current, "latency", "p95"), _num(current, "latency", "mean"),
+                _num(current, "latency", "count"), _num(current, "memory", "peak_mb"),
+                _num(current, "tokens", "total")))
+        found = {label: (unit, _detect(series, attr, e_divisive))
+                 for attr, unit, label in METRICS}
+        starts = [(pos, label, cp) for label, (_, cps) in found.items() for pos, cp in cps
+                  if pos < len(points)]
         start = 0
-        if changes:
-            last = max(changes, key=lambda c: (c.run_id, c.p_value))
-            start = next(i for i, p in enumerate(points) if p.run_id == last.run_id)
-            info["since_change"] = last.as_dict()
+        if starts:
+            pos, label, cp = max(starts, key=lambda s: (s[0], -s[2].p_value))
+            start = pos
+            p = points[pos]
+            info["since_change"] = TestChange(
+                nodeid, label, found[label][0], p.run_id, p.created, p.git_commit, cp.before,
+                cp.after, cp.change, cp.p_value, len(points) - 1 - pos).as_dict()
         chosen = [p.run_id for p in points[start:]][-self.runs:]
         info["runs"] = chosen
         if len(chosen) < self.runs:
             info["note"] = (f"{len(chosen)} comparable run{'s' if len(chosen) != 1 else ''}"
-                            + (" since the last change point" if changes else "")
+                            + (" since the last change point" if starts else "")
                             + f" ({self.runs} wanted)")
         entries = [e for _, _, e in self.store.entries(chosen, nodeid)]
         if current is not None:
-            info["drifts"] = self._drifts(nodeid, points, current)
+            info["drifts"] = self._drifts(nodeid, series, found)
         return (merge_entries(entries) if entries else None), info
 
-    def _drifts(self, nodeid: str, points: list[TrendPoint],
-                current: Mapping[str, Any]) -> list[dict[str, Any]]:
-        """Metrics whose level rose beyond the tolerance through upward change points over
-        the window, counting this run (``current``) as the newest point."""
-        from .common import _num
-
-        now = TrendPoint(0, "now", None, current.get("outcome"),
-                         _num(current, "latency", "p50"), _num(current, "latency", "p95"),
-                         _num(current, "latency", "mean"), _num(current, "latency", "count"),
-                         _num(current, "memory", "peak_mb"), _num(current, "tokens", "total"))
-        series = [*points, now]
+    def _drifts(self, nodeid: str, series: list[TrendPoint],
+                found: Mapping[str, tuple[str, list[tuple[int, ChangePoint]]]]
+                ) -> list[dict[str, Any]]:
+        """Metrics whose level rose beyond the tolerance through the latest upward change
+        points of ``series`` (the history and this run)."""
         out = []
-        for attr, unit, label in METRICS:
-            found = _detect(series, attr, e_divisive)
-            if not found:
-                continue
-            # the latest chain of upward steps, back from the newest
+        for label, (unit, cps) in found.items():
             chain: list[tuple[int, ChangePoint]] = []
-            for pos, cp in reversed(found):
+            for pos, cp in reversed(cps):  # the latest chain of upward steps
                 if cp.after <= cp.before:
                     break
                 chain.insert(0, (pos, cp))
