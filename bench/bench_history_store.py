@@ -23,14 +23,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from pytest_agentperf.history import HistoryStore, open_history
 from pytest_agentperf.history.changes import HistoryBaseline
 from pytest_agentperf.report import build_report, environment
 from pytest_agentperf.stats import summarize
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def make_report(n: int, rng: random.Random, level: float = 1.0) -> dict[str, Any]:
