@@ -324,3 +324,20 @@ def test_html_trend_draws_change_points(tmp_path: Path) -> None:
                        history=trends)
     assert page.count('<line class="change"') == 1
     assert "change +30." in page
+
+
+def test_importing_the_plugin_imports_no_database_driver(pt: pytest.Pytester) -> None:
+    code = ("import sys, pytest_agentperf, pytest_agentperf.plugin, pytest_agentperf.history, "
+            "pytest_agentperf.cli\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('sqlite3', 'psycopg', "
+            "'_sqlite3')))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "[]"
+    pt.makepyfile(test_mods="""
+import sys
+def test_no_driver(perf_record):
+    perf_record.add_latency(0.01)
+    assert not {"sqlite3", "_sqlite3", "psycopg"} & set(sys.modules)
+""")
+    pt.runpytest_subprocess("--perf-report=r.json").assert_outcomes(passed=1)
