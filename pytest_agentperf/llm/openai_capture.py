@@ -54,6 +54,9 @@ class OpenAIAdapter:
         model = getattr(result, "model", None)
         if isinstance(model, str):
             pending.response_model = model
+        rid = getattr(result, "id", None)
+        if isinstance(rid, str):
+            pending.response_id = rid
         _read_usage(pending, getattr(result, "usage", None))
         if pending.operation == "responses" and getattr(result, "status", None) == "failed":
             err = getattr(result, "error", None)
@@ -68,6 +71,10 @@ class OpenAIAdapter:
                 pending.first_content()
             elif kind in ("response.completed", "response.incomplete", "response.failed"):
                 self.read_result(pending, getattr(item, "response", None))
+            elif kind == "response.created":
+                rid = getattr(getattr(item, "response", None), "id", None)
+                if isinstance(rid, str):
+                    pending.response_id = rid
             elif kind == "error":
                 pending.error = f"stream error: {getattr(item, 'message', '')}"
             return
@@ -85,6 +92,9 @@ class OpenAIAdapter:
             model = getattr(item, "model", None)
             if isinstance(model, str):
                 pending.response_model = model
+            rid = getattr(item, "id", None)
+            if isinstance(rid, str):
+                pending.response_id = rid
         usage = getattr(item, "usage", None)
         if usage is not None:
             _read_usage(pending, usage)
