@@ -28,8 +28,9 @@ class LLMCapture:
       call it as often as you like, e.g. from a post-import hook of each of those modules.
     * :meth:`start` routes calls to ``sink`` (process-wide: calls from every thread and task
       reach it) and, when given, the URL path of every LLM API request that no captured call
-      accounts for to ``on_uncaptured`` (:mod:`.http_net`); :meth:`stop` stops routing.  A call goes to the sink that was active when it
-      *started*, so a stream read after :meth:`stop` still reaches the test that made it.
+      accounts for to ``on_uncaptured`` (:mod:`.http_net`); :meth:`stop` stops routing.
+      A call goes to the sink that was active when it *started*, so a stream read after
+      :meth:`stop` still reaches the test that made it.
     * :meth:`uninstall` restores the SDKs' original methods and disables the span processor.
 
     One controller per process is the intended use; a second one stacks on the first.

@@ -1,6 +1,7 @@
 """Reading calls of the official ``openai`` SDK: chat completions and the responses API.
 
-Usage is the provider's: ``usage`` of a ``ChatCompletion`` / ``Response``, the final chunk of a
+Usage is the provider's: ``usage`` of a ``ChatCompletion`` / ``Response`` /
+``CreateEmbeddingResponse`` (prompt and total tokens), the final chunk of a
 chat stream made with ``stream_options={"include_usage": True}`` (without it the usage is
 unknown), and the ``response.completed`` (``.incomplete`` / ``.failed``) event of a responses
 stream.  Time to first token is the first chunk carrying content (text, tool call or refusal)
@@ -48,6 +49,8 @@ class OpenAIAdapter:
             return "responses"
         if path.endswith("/completions"):
             return "text_completion"
+        if path.endswith("/embeddings"):
+            return "embeddings"
         return None
 
     def read_result(self, pending: PendingCall, result: Any) -> None:

@@ -228,7 +228,7 @@ class GenAISpanProcessor:
         if rid is not None:
             with self._lock:
                 seen = self._responses.get(rid)
-            if seen is not None and seen[0].source != "sdk" and seen[1] is sink:
+            if seen is not None and seen[0].source != "sdk" and seen[1] == sink:
                 # a span of this response was counted first: the SDK's record replaces it
                 if not call.usage_known and seen[0].usage_known:
                     call = dataclasses.replace(
