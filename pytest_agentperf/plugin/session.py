@@ -47,8 +47,10 @@ class Settings:
 
 
 class PerfSession:
-    def __init__(self, config: pytest.Config, settings: Settings) -> None:
+    def __init__(self, config: pytest.Config, settings: Settings, disabled: bool = False) -> None:
         self.config = config
+        #: --perf-disable: the session is not a registered plugin; fixtures get bare records
+        self.disabled = disabled
         self.settings = settings
         self.cprofile = settings.cprofile
         self.is_worker = hasattr(config, "workerinput")
@@ -97,6 +99,8 @@ class PerfSession:
         """Create the item's record; a malformed budget errors the test."""
         record = TestRecord(item.nodeid)
         item.stash[RECORD_KEY] = record
+        if self.disabled:
+            return record
         error = None
         try:
             record.budget = self.resolve_budget(item)
