@@ -67,9 +67,10 @@ class PerfSession:
         self._llm_sink: _LazyStats | None = None
         self._llm_lock = threading.Lock()
         self._imports = PostImportHooks()
-        self._imports.install()
-        for name in LLM_MODULES:
-            self._imports.register(name, self._on_llm_import)
+        if not disabled:  # --perf-disable: no capture, nothing patched
+            self._imports.install()
+            for name in LLM_MODULES:
+                self._imports.register(name, self._on_llm_import)
         self._proc: ProcFiles | None = None
         if settings.memory_method == "hwm":
             self._proc = ProcFiles()
