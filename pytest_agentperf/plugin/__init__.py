@@ -13,6 +13,7 @@ from ..budgets import BudgetError, describe_keys, parse_budget_items
 from ..measurement.memory import MemoryMethod, best_memory_method
 from ..report import ReportError, check_writable
 from . import baseline as regression
+from .paths import option_path
 from .session import MARKER, SESSION_KEY, PerfSession, Settings
 
 DEFAULT_REPORT = "perf-report.json"
@@ -84,19 +85,10 @@ def _report_path(config: pytest.Config) -> Path | None:
         ini = str(config.getini("perf_report")).strip()
         if not ini:
             return None
-        path = Path(ini)
-        return path if path.is_absolute() else config.rootpath / path
+        return option_path(ini, config.rootpath, "perf_report ini option")
     if value == _BARE:
         return config.rootpath / DEFAULT_REPORT
-    path = Path(value)
-    if not path.is_absolute():
-        path = config.invocation_params.dir / path
-    if path.suffix == ".py" or path.is_dir():
-        raise pytest.UsageError(
-            f"--perf-report: {value!r} looks like a test path, not a report file. "
-            f"Write --perf-report=PATH, or put --perf-report after the test paths."
-        )
-    return path
+    return option_path(value, config.invocation_params.dir, "--perf-report")
 
 
 def _memory_method(config: pytest.Config) -> MemoryMethod:
@@ -164,7 +156,8 @@ def pytest_configure(config: pytest.Config) -> None:
     report_path = None if is_worker else _report_path(config)
     html_path = None
     if not is_worker and config.getoption("perf_html"):
-        html_path = config.invocation_params.dir / str(config.getoption("perf_html"))
+        html_path = option_path(str(config.getoption("perf_html")),
+                                config.invocation_params.dir, "--perf-html")
     for option, path in (("--perf-report", report_path), ("--perf-html", html_path)):
         if path is not None:
             try:
