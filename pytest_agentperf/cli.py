@@ -19,6 +19,7 @@ Adding a subcommand: write ``add_<name>_parser(subparsers)`` that calls
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -292,4 +293,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (CliError, ReportError, HistoryError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
+    except _INPUT_ERRORS as exc:
+        # a file that passed the schema but still holds data no command can use: one line,
+        # exit 2 (1 means "regression" to a CI script); PYTEST_AGENTPERF_TRACEBACK=1 shows more
+        if os.environ.get("PYTEST_AGENTPERF_TRACEBACK"):
+            raise
+        files = ", ".join(_input_files(args)) or "the input"
+        print(f"{PROG}: error: cannot use {files}: {type(exc).__name__}: {exc!s:.200}"
+              .encode("utf-8", "backslashreplace").decode("utf-8"), file=sys.stderr)
+        return 2
     return status
+
+
+#: what malformed input makes the commands raise
+_INPUT_ERRORS = (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError,
+                 ZeroDivisionError, RecursionError, UnicodeError)
+
+
+def _input_files(args: argparse.Namespace) -> list[str]:
+    """The existing files named on the command line (for the error message)."""
+    found: list[str] = []
+    for value in vars(args).values():
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, (str, Path)) and Path(item).is_file():
+                found.append(str(item))
+    return found

@@ -5,6 +5,7 @@ Switch the whole plugin off with ``-p no:agentperf``.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -37,6 +38,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--perf-html", action="store", default=None, metavar="PATH",
         help="also write a self-contained HTML report (charts, sortable table) to PATH",
+    )
+    group.addoption(
+        "--perf-markdown", action="store", default=None, metavar="PATH",
+        help="append a Markdown summary (violations and regressions first, the rest folded) "
+        "to PATH; default: $GITHUB_STEP_SUMMARY when set (the GitHub Actions job summary).",
     )
     group.addoption(
         "--perf-memory", action="store", default=None, choices=MEMORY_CHOICES,
@@ -89,6 +95,14 @@ def _report_path(config: pytest.Config) -> Path | None:
     if value == _BARE:
         return config.rootpath / DEFAULT_REPORT
     return option_path(value, config.invocation_params.dir, "--perf-report")
+
+
+def _markdown_path(config: pytest.Config) -> Path | None:
+    value = config.getoption("perf_markdown")
+    if value is not None:
+        return option_path(value, config.invocation_params.dir, "--perf-markdown")
+    summary = os.environ.get("GITHUB_STEP_SUMMARY", "").strip()
+    return Path(summary) if summary else None
 
 
 def _memory_method(config: pytest.Config) -> MemoryMethod:
@@ -158,7 +172,9 @@ def pytest_configure(config: pytest.Config) -> None:
     if not is_worker and config.getoption("perf_html"):
         html_path = option_path(str(config.getoption("perf_html")),
                                 config.invocation_params.dir, "--perf-html")
-    for option, path in (("--perf-report", report_path), ("--perf-html", html_path)):
+    markdown_path = None if is_worker else _markdown_path(config)
+    for option, path in (("--perf-report", report_path), ("--perf-html", html_path),
+                         ("--perf-markdown", markdown_path)):
         if path is not None:
             try:
                 check_writable(path)
@@ -167,6 +183,7 @@ def pytest_configure(config: pytest.Config) -> None:
     settings = Settings(
         report_path=report_path,
         html_path=html_path,
+        markdown_path=markdown_path,
         memory_method=_memory_method(config),
         cprofile=bool(config.getoption("perf_cprofile")),
         default_budget=default_budget,

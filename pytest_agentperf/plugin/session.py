@@ -40,6 +40,8 @@ class Settings:
     cprofile: bool
     default_budget: dict[str, float] = field(default_factory=dict)
     html_path: Path | None = None
+    #: where the Markdown job summary is appended (--perf-markdown or $GITHUB_STEP_SUMMARY)
+    markdown_path: Path | None = None
     #: model -> price (USD per million tokens), from the perf_llm_prices ini option
     llm_prices: dict[str, Any] = field(default_factory=dict)
 
@@ -298,7 +300,8 @@ class PerfSession:
 
     def _write(self, complete: bool, reason: str | None, final: bool = False) -> None:
         path, html_path = self.settings.report_path, self.settings.html_path
-        if path is None and not (final and html_path is not None):
+        markdown_path = self.settings.markdown_path
+        if path is None and not (final and (html_path or markdown_path)):
             return
         data = self.report(complete, reason)
         if final:
@@ -309,6 +312,10 @@ class PerfSession:
             from ..html import write_html
 
             write_html(html_path, data, history=self._history_trends(data))
+        if final and markdown_path is not None and data["tests"]:
+            from ..markdown import append_summary
+
+            append_summary(markdown_path, data)
         self._last_snapshot = time.monotonic()
 
     def _history_trends(self, data: dict[str, Any]) -> dict[str, list[dict[str, Any]]] | None:
@@ -354,8 +361,9 @@ class PerfSession:
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
-        if self.is_worker or (self.settings.report_path is None and
-                              self.settings.html_path is None):
+        s = self.settings
+        if self.is_worker or (s.report_path is None and s.html_path is None and
+                              s.markdown_path is None):
             return
         reason = self.incomplete_reason
         if self.interrupted or exitstatus == pytest.ExitCode.INTERRUPTED:
