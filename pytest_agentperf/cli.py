@@ -298,11 +298,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         # exit 2 (1 means "regression" to a CI script); PYTEST_AGENTPERF_TRACEBACK=1 shows more
         if os.environ.get("PYTEST_AGENTPERF_TRACEBACK"):
             raise
-        files = ", ".join(_input_files(args)) or "the input"
-        print(f"{PROG}: error: cannot use {files}: {type(exc).__name__}: {exc!s:.200}"
+        print(f"{PROG}: error: {_diagnose(args, exc)}"
               .encode("utf-8", "backslashreplace").decode("utf-8"), file=sys.stderr)
         return 2
     return status
+
+
+def _diagnose(args: argparse.Namespace, exc: BaseException) -> str:
+    """Which input file (and field, by the report schema) made a command fail."""
+    import json
+
+    from .report import load_schema
+    from .validate import first_error
+
+    files = _input_files(args)
+    for name in files:
+        try:
+            data = json.loads(Path(name).read_text("utf-8"))
+        except (OSError, ValueError, RecursionError):
+            continue
+        problem = first_error(data, load_schema())
+        if problem is not None:
+            return f"report file {name}: {problem}"
+    return (f"cannot use {', '.join(files) or 'the input'}: "
+            f"{type(exc).__name__}: {exc!s:.200}")
 
 
 #: what malformed input makes the commands raise
