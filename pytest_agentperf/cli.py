@@ -19,6 +19,7 @@ Adding a subcommand: write ``add_<name>_parser(subparsers)`` that calls
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -100,6 +101,9 @@ def add_compare_parser(subparsers: Any) -> None:
                    help="with BASE=history: the machine group (--perf-history-group) to "
                    "compare with (default: NEW's machine fingerprint)")
     p.add_argument("--all", action="store_true", help="show unchanged metrics too")
+    p.add_argument("--format", choices=("table", "markdown", "json"), default="table",
+                   help="table (default, for the terminal), markdown (a PR-comment body for "
+                   "gh pr comment --body-file or a sticky-comment action) or json")
     p.set_defaults(func=run_compare)
 
 
@@ -120,7 +124,17 @@ def run_compare(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise CliError(str(exc)) from None
     comparison = compare_reports(base, new, tolerances)
-    print(format_comparison(comparison, show_all=args.all))
+    if args.format == "markdown":
+        from .markdown import comparison_markdown
+
+        print(comparison_markdown(comparison, str(args.base), str(args.new)), end="")
+    elif args.format == "json":
+        from .markdown import comparison_dict
+
+        print(json.dumps(comparison_dict(comparison, str(args.base), str(args.new)),
+                         indent=2))
+    else:
+        print(format_comparison(comparison, show_all=args.all))
     return 1 if comparison.has_regressions else 0
 
 
@@ -306,8 +320,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _diagnose(args: argparse.Namespace, exc: BaseException) -> str:
     """Which input file (and field, by the report schema) made a command fail."""
-    import json
-
     from .report import load_schema
     from .validate import first_error
 

@@ -14,7 +14,8 @@ from typing import Any
 
 from .compare import _fmt_change, _fmt_p, _fmt_value
 
-__all__ = ["GITHUB_SUMMARY_LIMIT", "comparison_markdown", "escape", "job_summary"]
+__all__ = ["GITHUB_SUMMARY_LIMIT", "comparison_dict", "comparison_markdown", "escape",
+           "job_summary"]
 
 #: GitHub rejects a step summary above 1 MiB; stay a little below it
 GITHUB_SUMMARY_LIMIT = 1024 * 1024 - 16 * 1024
@@ -218,3 +219,15 @@ def append_summary(path: Any, report: Mapping[str, Any]) -> None:
     text = job_summary(report, limit=room)
     with target.open("a", encoding="utf-8") as f:
         f.write(("\n" if existing else "") + text)
+
+
+def comparison_dict(comparison: Any, base: str, new: str) -> dict[str, Any]:
+    """A :class:`~pytest_agentperf.compare.ReportComparison` as plain JSON data."""
+    return {
+        "base": base,
+        "new": new,
+        "regressed": comparison.has_regressions,
+        "counts": comparison.counts(),
+        "environment_warnings": list(comparison.environment_warnings),
+        "tests": [{"nodeid": t.nodeid, **t.as_dict()} for t in comparison.tests],
+    }

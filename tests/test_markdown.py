@@ -141,3 +141,32 @@ def test_append_keeps_the_whole_file_under_the_limit(tmp_path: Path) -> None:
     append_summary(path, _report(20000))
     assert path.stat().st_size < GITHUB_FILE_LIMIT
     check_tables(path.read_text())
+
+
+def test_compare_formats_markdown_json_table(tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    from test_compare import entry, report
+
+    from pytest_agentperf.cli import main
+
+    steady = [0.010 + i * 1e-4 for i in range(10)]
+    base, slow = tmp_path / "base.json", tmp_path / "slow.json"
+    base.write_text(json.dumps(report(entry(steady, "t.py::a", tokens=100),
+                                      entry(steady, "t.py::gone"))))
+    slow.write_text(json.dumps(report(entry([v * 2 for v in steady], "t.py::a", tokens=150))))
+    assert main(["compare", str(base), str(slow), "--format", "markdown"]) == 1
+    text = capsys.readouterr().out
+    assert text.startswith("## pytest-agentperf: ")
+    assert "### 📈 Regressions" in text and "latency.p50" in text and "tokens.total" in text
+    assert text.index("Regressions") < text.index("<details><summary>New or missing tests")
+    check_tables(text)
+    assert main(["compare", str(base), str(slow), "--format", "json"]) == 1
+    data = json.loads(capsys.readouterr().out)
+    assert data["regressed"] is True and data["counts"]["regression"] == 1
+    (a,) = [t for t in data["tests"] if t["nodeid"] == "t.py::a"]
+    assert {m["metric"] for m in a["metrics"] if m["verdict"] == "regression"} >= {
+        "latency.p50", "tokens.total"}
+    assert main(["compare", str(base), str(base), "--format", "markdown"]) == 0
+    assert "Regressions" not in capsys.readouterr().out
+    assert main(["compare", str(base), str(slow)]) == 1
+    assert "1 regressed" in capsys.readouterr().out  # the terminal table stays the default
