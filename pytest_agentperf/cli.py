@@ -32,6 +32,7 @@ from .compare import (
     format_comparison,
     parse_tolerance_spec,
 )
+from .export import add_export_parser
 from .history import (
     DEFAULT_HISTORY_PATH,
     HistoryError,
@@ -287,6 +288,7 @@ SUBCOMMANDS: tuple[Callable[[Any], None], ...] = (
     add_merge_parser,
     add_history_parser,
     add_html_parser,
+    add_export_parser,
 )
 
 
