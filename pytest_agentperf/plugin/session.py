@@ -245,6 +245,10 @@ class PerfSession:
         phases = item.stash.setdefault(PHASES_KEY, {})
         if rep.when == "call":
             self._finish_call(item, record, rep)
+            if self.config.getoption("xmlpath", None) and "entry" in phases:
+                from .junit import add_properties
+
+                add_properties(item, rep, phases["entry"])
         phases[rep.when] = (rep.outcome, hasattr(rep, "wasxfail"))
         if rep.when == "teardown":
             entry = phases.get("entry")
