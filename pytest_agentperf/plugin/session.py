@@ -14,6 +14,7 @@ import signal
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,8 +75,9 @@ class PerfSession:
         if settings.memory_method == "hwm":
             self._proc = ProcFiles()
         self._snapshot_interval = SNAPSHOT_INTERVAL
-        #: entries finished since the last snapshot
-        self._dirty = False
+        #: entries added so far / when the last write was built: unequal = unwritten tests
+        self._added = 0
+        self._written_added = 0
         #: why a write failed (snapshot or final), for the terminal and the report
         self.write_errors: list[str] = []
         #: a pytest_agentperf_report hook (or the like) failed: goes into the report
@@ -83,6 +85,15 @@ class PerfSession:
         #: the SIGTERM handler that was there before ours (restored at unconfigure)
         self._prev_sigterm: Any = None
         self._sigterm_installed = False
+        #: one writer at a time (main thread, snapshot timer, SIGTERM handler)
+        self._lock = threading.RLock()
+        #: a measured test is in its call phase: the snapshot timer waits (its write
+        #: would add memory and CPU to the test's figures)
+        self._measuring = False
+        self._timer: _SnapshotTimer | None = None
+        #: the timer is wanted (a report path); stopped before a fork, restarted after
+        self._timer_wanted = False
+        self._unannounced: list[str] = []
         #: more verdicts on each measured test's entry, after the budget check (the
         #: regression gate): ``check(item, entry) -> failure messages``; a check may add
         #: its findings to ``entry`` in place
@@ -135,6 +146,9 @@ class PerfSession:
         record = item.stash.get(RECORD_KEY, None)
         probe = None
         diagnostics = None
+        if record is not None and self._timer_wanted:
+            with self._lock:  # waits for a timer snapshot under way (a few ms at most)
+                self._measuring = True
         if record is not None:
             diagnostics = CallDiagnostics(item, record)
             if self.settings.memory_method != "off":
@@ -161,6 +175,7 @@ class PerfSession:
         finally:
             t1 = time.perf_counter_ns()
             cpu1 = time.process_time_ns()
+            self._measuring = False
             if llm is not None:
                 llm.stop()
             if record is not None and diagnostics is not None:
@@ -193,6 +208,7 @@ class PerfSession:
         entry = self._entry(record)
         entry["outcome"] = "interrupted"
         self.entries[item.nodeid] = entry
+        self._added += 1
 
     def _llm_capture(self) -> Any:
         """The capture, made when a test suite has imported something it can capture."""
@@ -311,7 +327,8 @@ class PerfSession:
         if entry is None or report.when != "teardown" or self.is_worker:
             return
         self.entries[report.nodeid] = entry
-        self._dirty = True
+        self._added += 1
+        self._start_timer()  # after a fork stopped it
         if self.settings.report_path is not None:
             now = time.monotonic()
             if (len(self.entries) <= EARLY_SNAPSHOTS
@@ -327,25 +344,41 @@ class PerfSession:
         entry = self._entry(TestRecord(nodeid))
         entry["outcome"] = "crashed"
         self.entries[nodeid] = entry
+        self._added += 1
         from .baseline import REGRESSION_KEY
 
         gate = self.config.stash.get(REGRESSION_KEY, None)
         if gate is not None:
             gate.entries[nodeid] = entry
 
-    def snapshot(self, reason: str) -> None:
-        """Write the in-progress report; a failure is a warning, never the end of the run."""
-        try:
-            self._write(complete=False, reason=reason)
-        except (OSError, ReportError, TypeError, ValueError) as exc:
-            self._last_snapshot = time.monotonic()  # don't retry after every test
-            text = f"could not write the in-progress report: {_reason(exc)}"
-            if text not in self.write_errors:
-                self.write_errors.append(text)
-                tr = self.config.pluginmanager.get_plugin("terminalreporter")
+    def snapshot(self, reason: str, announce: bool = True) -> None:
+        """Write the in-progress report; a failure is a warning, never the end of the run.
+
+        ``announce=False`` (the timer thread) leaves the terminal line to the main
+        thread's next snapshot.
+        """
+        with self._lock:
+            try:
+                self._write(complete=False, reason=reason)
+            except (OSError, ReportError, TypeError, ValueError) as exc:
+                self._last_snapshot = time.monotonic()  # don't retry after every test
+                text = f"could not write the in-progress report: {_reason(exc)}"
+                if text not in self.write_errors:
+                    self.write_errors.append(text)
+                    self._unannounced.append(text)
+        if announce:
+            tr = self.config.pluginmanager.get_plugin("terminalreporter")
+            while self._unannounced:
+                text = self._unannounced.pop(0)
                 if tr is not None:
                     tr.write_line(f"agentperf: warning: {text} (the session goes on; the "
                                   "final report is tried again)", yellow=True)
+
+    def _snapshot_due(self) -> bool:
+        """For the timer: finished tests not yet written, the interval passed, and no
+        measured test running."""
+        return (self._added != self._written_added and not self._measuring
+                and time.monotonic() - self._last_snapshot >= self._snapshot_interval)
 
     # -- report ------------------------------------------------------------------
     def env(self) -> dict[str, Any]:
@@ -370,6 +403,7 @@ class PerfSession:
         markdown_path = self.settings.markdown_path
         if path is None and not (final and (html_path or markdown_path)):
             return
+        added = self._added
         data = self.report(complete, reason)
         if final:
             try:
@@ -381,7 +415,7 @@ class PerfSession:
                 data["plugin_errors"] = [*(errors if isinstance(errors, list) else []), text]
         if path is not None:
             write_report(path, data, durable=final)
-        self._dirty = False
+        self._written_added = added
         self._last_snapshot = time.monotonic()
         if final and html_path is not None:
             from ..html import write_html
@@ -422,6 +456,27 @@ class PerfSession:
                 ) from exc
         if self.settings.report_path is not None or self.settings.html_path is not None:
             self._install_sigterm()
+        if self.settings.report_path is not None:
+            self._timer_wanted = True
+            self._start_timer()
+            if hasattr(os, "register_at_fork"):
+                # a test that forks must not see our thread: Python 3.12+ warns
+                # (DeprecationWarning, an error under filterwarnings=error) when a
+                # multi-threaded process forks; the next finished test restarts it
+                before = weakref.WeakMethod(self._stop_timer)
+                os.register_at_fork(before=lambda: _call_weak(before))
+
+    def _start_timer(self) -> None:
+        if self._timer is None and self._timer_wanted:
+            self._timer = _SnapshotTimer(self)
+            self._timer.start()
+
+    def _stop_timer(self) -> None:
+        timer, self._timer = self._timer, None
+        if timer is not None:
+            timer.stop.set()
+            if timer is not threading.current_thread():
+                timer.join(timeout=30)
 
     # -- SIGTERM (CI cancel / timeout) ------------------------------------------------
     def _install_sigterm(self) -> None:
@@ -463,6 +518,8 @@ class PerfSession:
         self.incomplete_reason = "internal error"
 
     def pytest_unconfigure(self) -> None:
+        self._timer_wanted = False
+        self._stop_timer()
         self._restore_sigterm()
         if self.llm is not None:
             self.llm.uninstall()
@@ -484,6 +541,8 @@ class PerfSession:
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        self._timer_wanted = False
+        self._stop_timer()
         self._restore_sigterm()
         s = self.settings
         if self.is_worker or (s.report_path is None and s.html_path is None and
@@ -491,7 +550,8 @@ class PerfSession:
             return
         reason = self.final_reason(session, exitstatus)
         try:
-            self._write_final(reason)
+            with self._lock:
+                self._write_final(reason)
             self.written = True
         except (OSError, ReportError, TypeError, ValueError) as exc:
             text = f"could not write the report: {_reason(exc)}"
@@ -533,6 +593,26 @@ class PerfSession:
             tr.write_line(f"perf html: {self.settings.html_path}")
 
 
+class _SnapshotTimer(threading.Thread):
+    """Writes the in-progress report when finished tests wait longer than the interval
+    (a long test after quick ones), so a SIGKILL loses at most ~1 s of finished tests.
+
+    Never during a measured test's call phase (serial runs): the write's memory and
+    CPU would count as the test's.  Under xdist the controller measures nothing.
+    """
+
+    def __init__(self, session: PerfSession) -> None:
+        super().__init__(name="agentperf-snapshots", daemon=True)
+        self.session = session
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        session = self.session
+        while not self.stop.wait(SNAPSHOT_INTERVAL / 2):
+            if session._snapshot_due():
+                session.snapshot("session in progress", announce=False)
+
+
 class _LazyStats:
     """The LLM capture's sink for one test: an ``LLMStats`` made at the first call only."""
 
@@ -550,6 +630,12 @@ class _LazyStats:
 
                     self.stats = LLMStats()
         self.stats.add(call)
+
+
+def _call_weak(method: weakref.WeakMethod[Callable[[], None]]) -> None:
+    bound = method()
+    if bound is not None:
+        bound()
 
 
 def _reason(exc: BaseException) -> str:
