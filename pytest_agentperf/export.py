@@ -103,28 +103,36 @@ def bencher(report: Mapping[str, Any]) -> str:
 
 def openmetrics(report: Mapping[str, Any]) -> str:
     try:
-        from prometheus_client import CollectorRegistry, Gauge
+        from prometheus_client import CollectorRegistry
+        from prometheus_client.core import GaugeMetricFamily
         from prometheus_client.openmetrics.exposition import generate_latest
     except ImportError:
         raise ReportError("--format openmetrics needs prometheus_client: "
                           "pip install 'pytest-agentperf[openmetrics]'") from None
-    registry = CollectorRegistry()
-    latency = Gauge("agentperf_latency_seconds", "latency percentile of a test's samples",
-                    ["test", "quantile"], registry=registry)
-    memory = Gauge("agentperf_peak_memory_bytes", "peak memory the test's call added",
-                   ["test"], registry=registry)
-    tokens = Gauge("agentperf_tokens", "tokens the test used", ["test"], registry=registry)
-    violations = Gauge("agentperf_budget_violations", "broken budget limits of the test",
-                       ["test"], registry=registry)
+    latency = GaugeMetricFamily("agentperf_latency_seconds",
+                                "latency percentile of a test's samples",
+                                labels=["test", "quantile"])
+    memory = GaugeMetricFamily("agentperf_peak_memory_bytes",
+                               "peak memory the test's call added", labels=["test"])
+    tokens = GaugeMetricFamily("agentperf_tokens", "tokens the test used", labels=["test"])
+    violations = GaugeMetricFamily("agentperf_budget_violations",
+                                   "broken budget limits of the test", labels=["test"])
     for nodeid, f in _tests(report):
         for key, quantile in (("p50", "0.5"), ("p95", "0.95")):
             if key in f:
-                latency.labels(nodeid, quantile).set(f[key])
+                latency.add_metric([nodeid, quantile], f[key])
         if "peak_mb" in f:
-            memory.labels(nodeid).set(f["peak_mb"] * 1024 * 1024)
+            memory.add_metric([nodeid], f["peak_mb"] * 1024 * 1024)
         if "tokens" in f:
-            tokens.labels(nodeid).set(f["tokens"])
-        violations.labels(nodeid).set(f["violations"])
+            tokens.add_metric([nodeid], f["tokens"])
+        violations.add_metric([nodeid], f["violations"])
+
+    class _Report:
+        def collect(self) -> list[Any]:
+            return [latency, memory, tokens, violations]
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Report())
     text: str = generate_latest(registry).decode("utf-8")  # type: ignore[no-untyped-call]
     return text
 
