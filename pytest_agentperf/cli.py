@@ -92,7 +92,9 @@ def add_compare_parser(subparsers: Any) -> None:
         description="Compare NEW with BASE test by test and metric by metric. A regression "
         "is a change beyond the tolerance and, for latency, statistically significant "
         "(one-sided Mann-Whitney U). Exit 1 when any test regressed.")
-    p.add_argument("base", metavar="BASE", help="baseline report, or 'history' (see --db)")
+    p.add_argument("base", metavar="BASE",
+                   help="baseline report, or 'history': per test the runs since its last "
+                   "change point in the history database (see --db)")
     p.add_argument("new", metavar="NEW", help="the report to check")
     p.add_argument("--tolerance", type=_tolerances, default={}, metavar="SPEC",
                    help="e.g. latency=10%%,memory=10%%,tokens=5%%,memory_floor=5")
@@ -111,9 +113,16 @@ def add_compare_parser(subparsers: Any) -> None:
 def run_compare(args: argparse.Namespace) -> int:
     new = load_report(args.new)
     if args.base == "history":
+        from .history.changes import HistoryBaseline
+
         with _open_history(args.db) as history:
             fp = args.group or fingerprint(new.get("environment") or {})
             base = history.baseline_report(fp)
+            if base is not None:  # as the plugin: each test's runs since its change point
+                per_test = HistoryBaseline(history, fp)
+                base["tests"] = [e for e in (per_test.entry(str(t.get("nodeid")))[0]
+                                             for t in new.get("tests", [])
+                                             if isinstance(t, dict)) if e is not None]
         if base is None:
             what = f"machine group {fp!r}" if args.group else f"machine fingerprint {fp}"
             raise CliError(f"history database {display_target(args.db)} has no complete run "

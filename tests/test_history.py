@@ -341,3 +341,22 @@ def test_no_driver(perf_record):
     assert not {"sqlite3", "_sqlite3", "psycopg"} & set(sys.modules)
 """)
     pt.runpytest_subprocess("--perf-report=r.json").assert_outcomes(passed=1)
+
+
+def test_cli_compare_with_history_uses_the_runs_since_the_change_point(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from pytest_agentperf.cli import main
+
+    db = tmp_path / "h.db"
+    _record_levels(db, [1.0] * 20 + [0.6] * 3)  # a 40 % speed-up, 3 runs ago
+    steady = [0.006 * 1.2 * (1 + k * 0.001) for k in range(10)]  # +20 % on the new level
+    new = tmp_path / "new.json"
+    new.write_text(json.dumps(report(entry(steady, "t.py::step"))))
+    with History(db, readonly=True) as h:
+        pooled = h.baseline_report(fingerprint(report()["environment"]))
+    assert pooled is not None  # the last 5 runs mix both levels and hide the regression
+    assert not compare_reports(pooled, json.loads(new.read_text())).has_regressions
+    assert main(["compare", "history", str(new), "--db", str(db)]) == 1
+    assert "latency.p50" in capsys.readouterr().out
