@@ -340,3 +340,24 @@ def test_x(perf_record):
         "throughput unknown < 1 req/s (n=3) [[]unverifiable: load/throughput_rps is nan, "
         "not a finite number]*",
     ])
+
+
+def test_ini_default_limits_skip_tests_without_that_figure(pt: pytest.Pytester) -> None:
+    """An ini default (meant for every test) does not fail tests that have no such figure;
+    the same key on a marker is unverifiable there."""
+    pt.makeini("[pytest]\nasyncio_default_fixture_loop_scope = function\n"
+               "perf_budget = error_rate=0.1 p95=10\n")
+    pt.makepyfile("""
+import pytest
+
+def test_plain(perf_record):
+    pass
+
+@pytest.mark.perf_budget(error_rate=0.1)
+def test_marked(perf_record):
+    pass
+""")
+    result = pt.runpytest()
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(
+        ["*error_rate unknown > 0.1*unverifiable: load/error_rate missing*"])
