@@ -9,7 +9,6 @@ collects and writes.  Both paths share ``pytest_runtest_logreport``.
 
 from __future__ import annotations
 
-import sys
 import threading
 import time
 from collections.abc import Callable, Generator
@@ -21,6 +20,7 @@ import pytest
 
 from .. import __version__
 from ..budgets import BudgetError, check_budget, format_violations, validate_budget
+from ..llm.import_hook import PostImportHooks
 from ..measurement.memory import MemoryMethod, MemoryProbe, ProcFiles
 from ..record import TestRecord
 from ..report import ReportError, build_report, environment, plain_json, utc_now, write_report
@@ -30,6 +30,8 @@ __all__ = ["SESSION_KEY", "PerfSession", "Settings", "ensure_record"]
 
 #: seconds between snapshot writes of an in-progress report
 SNAPSHOT_INTERVAL = 1.0
+#: modules whose import switches the LLM capture on (patched the moment they are imported)
+LLM_MODULES = ("openai", "anthropic", "opentelemetry.trace", "httpx", "httpx2")
 MARKER = "perf_budget"
 
 
@@ -59,6 +61,13 @@ class PerfSession:
         self.written = False
         #: the LLM capture, created once an SDK or OpenTelemetry has been imported
         self.llm: Any = None
+        #: the running test's LLM sink (routing for a capture created during the test)
+        self._llm_sink: _LazyStats | None = None
+        self._llm_lock = threading.Lock()
+        self._imports = PostImportHooks()
+        self._imports.install()
+        for name in LLM_MODULES:
+            self._imports.register(name, self._on_llm_import)
         self._proc: ProcFiles | None = None
         if settings.memory_method == "hwm":
             self._proc = ProcFiles()
@@ -119,10 +128,12 @@ class PerfSession:
                 probe.start()
             diagnostics.start()
         llm_stats = _LazyStats()
-        llm = self._llm_capture()
-        if llm is not None:
-            llm.ensure_installed()  # patches SDKs imported since the last test; ~0.1 us
-            llm.start(llm_stats)
+        with self._llm_lock:
+            self._llm_sink = llm_stats
+            llm = self.llm
+            if llm is not None:
+                llm.ensure_installed()  # a no-op unless a module escaped the import hooks
+                llm.start(llm_stats, llm_stats.uncaptured)
         cpu0 = time.process_time_ns()
         t0 = time.perf_counter_ns()
         failed = False
@@ -134,8 +145,10 @@ class PerfSession:
         finally:
             t1 = time.perf_counter_ns()
             cpu1 = time.process_time_ns()
-            if llm is not None:
-                llm.stop()
+            with self._llm_lock:
+                self._llm_sink = None
+                if self.llm is not None:  # maybe created by an import during the test
+                    self.llm.stop()
             if record is not None and diagnostics is not None:
                 diagnostics.stop(record, call_failed=failed)
             if probe is not None:
@@ -154,15 +167,21 @@ class PerfSession:
                 if stats is not None:
                     self._add_llm(record, stats)
 
-    def _llm_capture(self) -> Any:
-        """The capture, made when a test suite has imported something it can capture."""
-        if self.llm is None:
-            modules = sys.modules
-            if "openai" in modules or "anthropic" in modules or "opentelemetry.trace" in modules:
-                from ..llm import LLMCapture
+    def _on_llm_import(self, module: Any) -> None:
+        """An SDK, HTTP client or OpenTelemetry finished importing: capture it from now on.
+
+        Runs in whatever thread imported it, possibly in the middle of a test: the capture
+        is created on the first such import and routed to the running test at once.
+        """
+        with self._llm_lock:
+            if self.llm is None:
+                from ..llm.capture import LLMCapture
 
                 self.llm = LLMCapture()
-        return self.llm
+            self.llm.ensure_installed()
+            sink = self._llm_sink
+            if sink is not None and not self.llm.active:
+                self.llm.start(sink, sink.uncaptured)
 
     def _add_llm(self, record: TestRecord, stats: Any) -> None:
         from ..llm import cost_usd
@@ -341,6 +360,7 @@ class PerfSession:
         self.incomplete_reason = "internal error"
 
     def pytest_unconfigure(self) -> None:
+        self._imports.uninstall()
         if self.llm is not None:
             self.llm.uninstall()
         if self._proc is not None:
@@ -394,14 +414,21 @@ class _LazyStats:
         self.stats: Any = None
         self._lock = threading.Lock()
 
-    def __call__(self, call: Any) -> None:
+    def _get(self) -> Any:
         if self.stats is None:
             with self._lock:
                 if self.stats is None:
-                    from ..llm import LLMStats
+                    from ..llm.summary import LLMStats
 
                     self.stats = LLMStats()
-        self.stats.add(call)
+        return self.stats
+
+    def __call__(self, call: Any) -> None:
+        self._get().add(call)
+
+    def uncaptured(self, path: str) -> None:
+        """An LLM API request that no captured call accounts for (seen at the HTTP layer)."""
+        self._get().add_uncaptured(path)
 
 
 def _final_outcome(phases: dict[str, Any]) -> str:
