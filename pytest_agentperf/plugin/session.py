@@ -20,6 +20,7 @@ import pytest
 
 from .. import __version__
 from ..budgets import BudgetError, check_budget, format_violations, validate_budget
+from ..llm.frameworks import FrameworkHooks
 from ..llm.import_hook import PostImportHooks
 from ..measurement.memory import MemoryMethod, MemoryProbe, ProcFiles
 from ..record import TestRecord
@@ -68,6 +69,10 @@ class PerfSession:
         self._imports.install()
         for name in LLM_MODULES:
             self._imports.register(name, self._on_llm_import)
+        # agent names from the frameworks that name their agents (llm/frameworks.py)
+        self._frameworks = FrameworkHooks()
+        for name, hook in self._frameworks.hooks():
+            self._imports.register(name, hook)
         self._proc: ProcFiles | None = None
         if settings.memory_method == "hwm":
             self._proc = ProcFiles()
@@ -361,6 +366,7 @@ class PerfSession:
 
     def pytest_unconfigure(self) -> None:
         self._imports.uninstall()
+        self._frameworks.close()
         if self.llm is not None:
             self.llm.uninstall()
         if self._proc is not None:

@@ -98,14 +98,15 @@ LANGCHAIN_INVOKE = Case(models=("gpt-lc",), calls=1, source=f"""
 {budget(1)}
 def test_case():
     from langchain_openai import ChatOpenAI
-    llm = ChatOpenAI(model="gpt-lc", max_retries=0)
+    llm = ChatOpenAI(model="gpt-lc", api_key="sk-test", max_retries=0)
     assert llm.invoke("Say hello.").content
 """)
 LANGCHAIN_STREAM = Case(models=("gpt-lc-stream",), calls=1, streamed=1, source=f"""
 {budget(1)}
 def test_case():
     from langchain_openai import ChatOpenAI
-    llm = ChatOpenAI(model="gpt-lc-stream", max_retries=0, stream_usage=True)
+    llm = ChatOpenAI(model="gpt-lc-stream", api_key="sk-test", max_retries=0,
+                     stream_usage=True)
     assert "".join(chunk.content for chunk in llm.stream("Say hello."))
 """)
 LANGGRAPH = Case(models=("gpt-graph",), calls=2, per_agent={"planner": 1, "writer": 1}, source=f"""
@@ -119,7 +120,7 @@ def test_case():
         plan: str
         text: str
 
-    llm = ChatOpenAI(model="gpt-graph", max_retries=0)
+    llm = ChatOpenAI(model="gpt-graph", api_key="sk-test", max_retries=0)
 
     def planner(state: State) -> dict:
         return {{"plan": llm.invoke("Make a plan.").content}}
@@ -143,7 +144,7 @@ SDK_CALLS = Case(
 {budget(4)}
 async def test_case():
     import openai
-    client = openai.OpenAI(max_retries=0)
+    client = openai.OpenAI(api_key="sk-test", max_retries=0)
     client.chat.completions.create(model="gpt-sdk-chat", messages=[{{"role": "user",
                                    "content": "Hi"}}])
     client.responses.create(model="gpt-sdk-responses", input="Hi")
@@ -152,7 +153,7 @@ async def test_case():
         stream_options={{"include_usage": True}})
     for _ in stream:
         pass
-    aclient = openai.AsyncOpenAI(max_retries=0)
+    aclient = openai.AsyncOpenAI(api_key="sk-test", max_retries=0)
     await aclient.responses.create(model="gpt-sdk-async", input="Hi")
 """)
 
@@ -170,7 +171,7 @@ SESSIONS: dict[str, Session] = {
         "langgraph_two_nodes": LANGGRAPH,
     }),
     "litellm": Session(needs=("litellm",), cases={
-        "completion": Case(models=("openai/gpt-litellm", "gpt-litellm"), calls=1, source=f"""
+        "completion": Case(models=("gpt-litellm",), calls=1, source=f"""
 {budget(1)}
 def test_case():
     import litellm
