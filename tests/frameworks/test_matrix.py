@@ -137,6 +137,15 @@ def test_case():
     out = graph.compile().invoke({{"plan": "", "text": ""}})
     assert out["text"]
 """)
+LANGCHAIN_AGENT = Case(models=("gpt-lc-agent",), calls=1, per_agent={"researcher": 1}, source=f"""
+{budget(1)}
+def test_case():
+    from langchain.agents import create_agent
+    from langchain_openai import ChatOpenAI
+    llm = ChatOpenAI(model="gpt-lc-agent", api_key="sk-test", max_retries=0)
+    agent = create_agent(llm, tools=[], name="researcher")
+    assert agent.invoke({{"messages": [("user", "Find it.")]}})["messages"][-1].content
+""")
 SDK_CALLS = Case(
     models=("gpt-sdk-chat", "gpt-sdk-responses", "gpt-sdk-stream", "gpt-sdk-async"),
     calls=4, streamed=1, source=f"""
@@ -165,10 +174,11 @@ SESSIONS: dict[str, Session] = {
         "chat_completions_model": AGENTS_CHAT,
         "run_streamed": AGENTS_STREAMED,
     }),
-    "langchain": Session(needs=("langchain_openai", "langgraph"), cases={
+    "langchain": Session(needs=("langchain_openai", "langgraph", "langchain"), cases={
         "invoke": LANGCHAIN_INVOKE,
         "stream": LANGCHAIN_STREAM,
         "langgraph_two_nodes": LANGGRAPH,
+        "create_agent_named": LANGCHAIN_AGENT,
     }),
     "litellm": Session(needs=("litellm",), cases={
         "completion": Case(models=("gpt-litellm",), calls=1, source=f"""
