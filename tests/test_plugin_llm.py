@@ -306,3 +306,18 @@ def test_tracer_provider_set_during_a_test_is_attached_at_once(pt: pytest.Pytest
     result = pt.runpytest_subprocess()
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*tokens 12 tokens > 10 tokens*"])
+
+
+def test_perf_disable_patches_nothing(pt: pytest.Pytester) -> None:
+    pt.makepyfile(
+        """
+        import sys
+
+        def test_x():
+            import openai
+            assert not any(type(f).__name__ == "PostImportHooks" for f in sys.meta_path)
+            assert not hasattr(openai._base_client.SyncAPIClient.request,
+                               "__agentperf_llm_original__")
+        """
+    )
+    pt.runpytest_subprocess("--perf-disable").assert_outcomes(passed=1)

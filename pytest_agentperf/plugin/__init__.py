@@ -47,6 +47,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="run cProfile inside profiler.profile_operation() blocks "
         "(get_profile_stats() then includes the table).",
     )
+    group.addoption(
+        "--perf-disable", action="store_true", default=False,
+        help="measure, enforce and write nothing; markers and fixtures stay registered and "
+        "the fixtures keep working (unlike -p no:agentperf, --strict-markers suites still run).",
+    )
+    group.addoption(
+        "--perf-skip", action="store_true", default=False,
+        help=f"skip the tests that carry a {MARKER} marker.",
+    )
+    group.addoption(
+        "--perf-only", action="store_true", default=False,
+        help=f"run only the tests that carry a {MARKER} marker (the rest are deselected).",
+    )
     regression.addoption(group, parser)
     parser.addini("perf_report", "write the JSON performance report to this path "
                   "(relative to the rootdir); --perf-report overrides", default="")
@@ -133,6 +146,16 @@ def pytest_configure(config: pytest.Config) -> None:
         f"{MARKER}(**limits): performance budget of the test; fails the test when a limit "
         f"is broken. Keys: {describe_keys()}",
     )
+    if config.getoption("perf_skip") and config.getoption("perf_only"):
+        raise pytest.UsageError("--perf-skip and --perf-only exclude each other")
+    if config.getoption("perf_disable"):
+        # not registered as a plugin: nothing is measured, enforced or written
+        config.stash[SESSION_KEY] = PerfSession(
+            config, Settings(report_path=None, memory_method="off", cprofile=False),
+            disabled=True,
+        )
+        _register_fixtures(config)
+        return
     try:
         default_budget = parse_budget_items(config.getini("perf_budget"), "perf_budget ini option")
     except BudgetError as exc:
@@ -162,11 +185,30 @@ def pytest_configure(config: pytest.Config) -> None:
     gate = regression.register(config)
     if gate is not None:
         session.entry_checks.append(gate.check_entry)
-    from . import fixtures
-
-    config.pluginmanager.register(fixtures, "agentperf-fixtures")
+    _register_fixtures(config)
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(XdistHooks(session), "agentperf-xdist")
+
+
+def _register_fixtures(config: pytest.Config) -> None:
+    from . import async_fixtures, fixtures
+
+    config.pluginmanager.register(fixtures, "agentperf-fixtures")
+    async_fixtures.register(config)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("perf_skip"):
+        skip = pytest.mark.skip(reason=f"{MARKER} test skipped by --perf-skip")
+        for item in items:
+            if item.get_closest_marker(MARKER) is not None:
+                item.add_marker(skip)
+    elif config.getoption("perf_only"):
+        keep = [item for item in items if item.get_closest_marker(MARKER) is not None]
+        if len(keep) < len(items):
+            kept = set(keep)
+            config.hook.pytest_deselected(items=[i for i in items if i not in kept])
+            items[:] = keep
 
 
 class XdistHooks:

@@ -48,8 +48,10 @@ class Settings:
 
 
 class PerfSession:
-    def __init__(self, config: pytest.Config, settings: Settings) -> None:
+    def __init__(self, config: pytest.Config, settings: Settings, disabled: bool = False) -> None:
         self.config = config
+        #: --perf-disable: the session is not a registered plugin; fixtures get bare records
+        self.disabled = disabled
         self.settings = settings
         self.cprofile = settings.cprofile
         self.is_worker = hasattr(config, "workerinput")
@@ -66,13 +68,14 @@ class PerfSession:
         self._llm_sink: _LazyStats | None = None
         self._llm_lock = threading.Lock()
         self._imports = PostImportHooks()
-        self._imports.install()
-        for name in LLM_MODULES:
-            self._imports.register(name, self._on_llm_import)
-        # agent names from the frameworks that name their agents (llm/frameworks.py)
         self._frameworks = FrameworkHooks()
-        for name, hook in self._frameworks.hooks():
-            self._imports.register(name, hook)
+        if not disabled:  # --perf-disable: no capture, nothing patched
+            self._imports.install()
+            for name in LLM_MODULES:
+                self._imports.register(name, self._on_llm_import)
+            # agent names from the frameworks that name their agents (llm/frameworks.py)
+            for name, hook in self._frameworks.hooks():
+                self._imports.register(name, hook)
         self._proc: ProcFiles | None = None
         if settings.memory_method == "hwm":
             self._proc = ProcFiles()
@@ -102,6 +105,8 @@ class PerfSession:
         """Create the item's record; a malformed budget errors the test."""
         record = TestRecord(item.nodeid)
         item.stash[RECORD_KEY] = record
+        if self.disabled:
+            return record
         error = None
         try:
             record.budget = self.resolve_budget(item)
@@ -123,6 +128,7 @@ class PerfSession:
 
     @pytest.hookimpl(wrapper=True, trylast=True)
     def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, None, None]:
+        __tracebackhide__ = True  # a test's failure is not the plugin's frame
         record = item.stash.get(RECORD_KEY, None)
         probe = None
         diagnostics = None
@@ -221,6 +227,7 @@ class PerfSession:
     def pytest_runtest_makereport(
         self, item: pytest.Item, call: pytest.CallInfo[None]
     ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+        __tracebackhide__ = True
         rep = yield
         record = item.stash.get(RECORD_KEY, None)
         if record is None:
@@ -335,12 +342,12 @@ class PerfSession:
 
         gate = self.config.stash.get(REGRESSION_KEY, None)
         path = gate.settings.history_path if gate is not None else None
-        if path is None or not path.is_file():
+        if path is None or (isinstance(path, Path) and not path.is_file()):
             return None
-        from ..history import History, HistoryError
+        from ..history import HistoryError, open_history
 
         try:
-            with History(path) as db:
+            with open_history(path, readonly=True) as db:
                 return db.trends([str(t["nodeid"]) for t in data["tests"]])
         except HistoryError:
             return None
