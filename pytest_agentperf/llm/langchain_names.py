@@ -38,6 +38,12 @@ def install(langchain_core: ModuleType) -> Any:
 
         run_inline = True  # in the run's own task and context, not in an executor
         raise_error = False
+        # only model runs matter: LangChain skips this handler for every other event
+        ignore_chain = True
+        ignore_agent = True
+        ignore_retriever = True
+        ignore_retry = True
+        ignore_custom_event = True
 
         def __init__(self) -> None:
             super().__init__()
