@@ -1,10 +1,10 @@
 """The framework matrix: what each agent framework's calls look like to the plugin.
 
 Each framework runs in one inner pytest session whose tests each use it once.  An inner test
-carries only framework code and a ``perf_budget`` marker set to the exact figures; the outer test asserts that the plugin
-reported exactly what the loopback server sent — calls, prompt, completion and total tokens,
-calls without usage, streamed calls, per model and, where the framework names its agents,
-per agent — and that nothing tried to leave the machine.
+carries only framework code and a ``perf_budget`` marker set to the exact figures; the outer
+test asserts that the plugin reported exactly what the loopback server sent: calls, prompt,
+completion and total tokens, calls without usage, streamed calls, per model and, where the
+framework names its agents, per agent; and that nothing tried to leave the machine.
 
 Each session is a pytest run in a new process (``runpytest_subprocess``), so the framework and
 the ``openai`` SDK are imported for the first time inside the first test's body, as in a
