@@ -5,6 +5,7 @@ Switch the whole plugin off with ``-p no:agentperf``.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -171,6 +172,11 @@ def pytest_configure(config: pytest.Config) -> None:
                 check_writable(path)
             except ReportError as exc:
                 raise pytest.UsageError(f"{option}: {exc}") from None
+    if (report_path is not None and html_path is not None
+            and os.path.realpath(report_path) == os.path.realpath(html_path)):
+        raise pytest.UsageError(
+            f"--perf-report and --perf-html are the same file ({report_path}): the HTML "
+            "would overwrite the JSON report; give them different paths")
     settings = Settings(
         report_path=report_path,
         html_path=html_path,
@@ -219,6 +225,7 @@ class XdistHooks:
 
     def pytest_handlecrashitem(self, crashitem: str, report: pytest.TestReport) -> None:
         self.session.incomplete_reason = f"worker crashed while running {crashitem}"
+        self.session.add_crashed(crashitem)
 
 
 def pytest_report_header(config: pytest.Config) -> str | None:
