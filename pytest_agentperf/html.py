@@ -616,6 +616,8 @@ def _summary(report: Mapping[str, Any]) -> str:
     if report.get("complete") is False:
         out.append('<p class="warn">Incomplete report: '
                    f"{_e(report.get('incomplete_reason') or 'unknown reason')}</p>")
+    for error in _list(report.get("plugin_errors")):
+        out.append(f'<p class="warn">Plugin error: {_e(error)}</p>')
     env = _dict(report.get("environment"))
     settings = _dict(report.get("settings"))
     if env or settings:

@@ -87,8 +87,9 @@ class PerfSession:
         if settings.memory_method == "hwm":
             self._proc = ProcFiles()
         self._snapshot_interval = SNAPSHOT_INTERVAL
-        #: entries finished since the last snapshot
-        self._dirty = False
+        #: entries added so far / when the last write was built: unequal = unwritten tests
+        self._added = 0
+        self._written_added = 0
         #: why a write failed (snapshot or final), for the terminal and the report
         self.write_errors: list[str] = []
         #: a pytest_agentperf_report hook (or the like) failed: goes into the report
@@ -96,6 +97,13 @@ class PerfSession:
         #: the SIGTERM handler that was there before ours (restored at unconfigure)
         self._prev_sigterm: Any = None
         self._sigterm_installed = False
+        #: one writer at a time (main thread, snapshot timer, SIGTERM handler)
+        self._lock = threading.RLock()
+        #: a measured test is in its call phase: the snapshot timer waits (its write
+        #: would add memory and CPU to the test's figures)
+        self._measuring = False
+        self._timer: _SnapshotTimer | None = None
+        self._unannounced: list[str] = []
         #: more verdicts on each measured test's entry, after the budget check (the
         #: regression gate): ``check(item, entry) -> failure messages``; a check may add
         #: its findings to ``entry`` in place
@@ -148,6 +156,9 @@ class PerfSession:
         record = item.stash.get(RECORD_KEY, None)
         probe = None
         diagnostics = None
+        if record is not None and self._timer is not None:
+            with self._lock:  # waits for a timer snapshot under way (a few ms at most)
+                self._measuring = True
         if record is not None:
             diagnostics = CallDiagnostics(item, record)
             if self.settings.memory_method != "off":
@@ -176,6 +187,7 @@ class PerfSession:
         finally:
             t1 = time.perf_counter_ns()
             cpu1 = time.process_time_ns()
+            self._measuring = False
             with self._llm_lock:
                 self._llm_sink = None
                 if self.llm is not None:  # maybe created by an import during the test
@@ -210,6 +222,7 @@ class PerfSession:
         entry = self._entry(record)
         entry["outcome"] = "interrupted"
         self.entries[item.nodeid] = entry
+        self._added += 1
 
     def _on_llm_import(self, module: Any) -> None:
         """An SDK, HTTP client or OpenTelemetry finished importing: capture it from now on.
@@ -330,7 +343,7 @@ class PerfSession:
         if entry is None or report.when != "teardown" or self.is_worker:
             return
         self.entries[report.nodeid] = entry
-        self._dirty = True
+        self._added += 1
         if self.settings.report_path is not None:
             now = time.monotonic()
             if (len(self.entries) <= EARLY_SNAPSHOTS
@@ -346,25 +359,41 @@ class PerfSession:
         entry = self._entry(TestRecord(nodeid))
         entry["outcome"] = "crashed"
         self.entries[nodeid] = entry
+        self._added += 1
         from .baseline import REGRESSION_KEY
 
         gate = self.config.stash.get(REGRESSION_KEY, None)
         if gate is not None:
             gate.entries[nodeid] = entry
 
-    def snapshot(self, reason: str) -> None:
-        """Write the in-progress report; a failure is a warning, never the end of the run."""
-        try:
-            self._write(complete=False, reason=reason)
-        except (OSError, ReportError, TypeError, ValueError) as exc:
-            self._last_snapshot = time.monotonic()  # don't retry after every test
-            text = f"could not write the in-progress report: {_reason(exc)}"
-            if text not in self.write_errors:
-                self.write_errors.append(text)
-                tr = self.config.pluginmanager.get_plugin("terminalreporter")
+    def snapshot(self, reason: str, announce: bool = True) -> None:
+        """Write the in-progress report; a failure is a warning, never the end of the run.
+
+        ``announce=False`` (the timer thread) leaves the terminal line to the main
+        thread's next snapshot.
+        """
+        with self._lock:
+            try:
+                self._write(complete=False, reason=reason)
+            except (OSError, ReportError, TypeError, ValueError) as exc:
+                self._last_snapshot = time.monotonic()  # don't retry after every test
+                text = f"could not write the in-progress report: {_reason(exc)}"
+                if text not in self.write_errors:
+                    self.write_errors.append(text)
+                    self._unannounced.append(text)
+        if announce:
+            tr = self.config.pluginmanager.get_plugin("terminalreporter")
+            while self._unannounced:
+                text = self._unannounced.pop(0)
                 if tr is not None:
                     tr.write_line(f"agentperf: warning: {text} (the session goes on; the "
                                   "final report is tried again)", yellow=True)
+
+    def _snapshot_due(self) -> bool:
+        """For the timer: finished tests not yet written, the interval passed, and no
+        measured test running."""
+        return (self._added != self._written_added and not self._measuring
+                and time.monotonic() - self._last_snapshot >= self._snapshot_interval)
 
     # -- report ------------------------------------------------------------------
     def env(self) -> dict[str, Any]:
@@ -388,6 +417,7 @@ class PerfSession:
         path, html_path = self.settings.report_path, self.settings.html_path
         if path is None and not (final and html_path is not None):
             return
+        added = self._added
         data = self.report(complete, reason)
         if final:
             try:
@@ -399,7 +429,7 @@ class PerfSession:
                 data["plugin_errors"] = [*(errors if isinstance(errors, list) else []), text]
         if path is not None:
             write_report(path, data, durable=final)
-        self._dirty = False
+        self._written_added = added
         self._last_snapshot = time.monotonic()
         if final and html_path is not None:
             from ..html import write_html
@@ -436,6 +466,15 @@ class PerfSession:
                 ) from exc
         if self.settings.report_path is not None or self.settings.html_path is not None:
             self._install_sigterm()
+        if self.settings.report_path is not None:
+            self._timer = _SnapshotTimer(self)
+            self._timer.start()
+
+    def _stop_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.stop.set()
+            self._timer.join(timeout=30)
+            self._timer = None
 
     # -- SIGTERM (CI cancel / timeout) ------------------------------------------------
     def _install_sigterm(self) -> None:
@@ -479,6 +518,7 @@ class PerfSession:
     def pytest_unconfigure(self) -> None:
         self._imports.uninstall()
         self._frameworks.close()
+        self._stop_timer()
         self._restore_sigterm()
         if self.llm is not None:
             self.llm.uninstall()
@@ -500,13 +540,15 @@ class PerfSession:
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        self._stop_timer()
         self._restore_sigterm()
         if self.is_worker or (self.settings.report_path is None and
                               self.settings.html_path is None):
             return
         reason = self.final_reason(session, exitstatus)
         try:
-            self._write_final(reason)
+            with self._lock:
+                self._write_final(reason)
             self.written = True
         except (OSError, ReportError, TypeError, ValueError) as exc:
             text = f"could not write the report: {_reason(exc)}"
@@ -546,6 +588,26 @@ class PerfSession:
             tr.write_line(f"perf report: {self.settings.report_path}")
         if self.settings.html_path is not None and self.written:
             tr.write_line(f"perf html: {self.settings.html_path}")
+
+
+class _SnapshotTimer(threading.Thread):
+    """Writes the in-progress report when finished tests wait longer than the interval
+    (a long test after quick ones), so a SIGKILL loses at most ~1 s of finished tests.
+
+    Never during a measured test's call phase (serial runs): the write's memory and
+    CPU would count as the test's.  Under xdist the controller measures nothing.
+    """
+
+    def __init__(self, session: PerfSession) -> None:
+        super().__init__(name="agentperf-snapshots", daemon=True)
+        self.session = session
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        session = self.session
+        while not self.stop.wait(SNAPSHOT_INTERVAL / 2):
+            if session._snapshot_due():
+                session.snapshot("session in progress", announce=False)
 
 
 class _LazyStats:
