@@ -250,6 +250,42 @@ def test_tests_finished_just_before_a_long_one_are_written_during_it(
     assert len(read_report(pt.path / "r.json")["tests"]) == 15
 
 
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="POSIX fork")
+def test_snapshot_timer_is_not_running_when_a_test_forks(pt: pytest.Pytester) -> None:
+    # Python 3.12+ warns when a multi-threaded process forks (an error under
+    # filterwarnings=error): the timer stops before a fork and restarts after the test
+    pt.makepyfile(
+        """
+        import os, threading, pytest
+
+        def _timer_alive():
+            return any(t.name == "agentperf-snapshots" for t in threading.enumerate())
+
+        @pytest.mark.perf_budget(p95=10)
+        def test_quick():
+            pass
+
+        def test_forks():
+            assert _timer_alive()
+            pid = os.fork()
+            if pid == 0:
+                os._exit(0)
+            os.waitpid(pid, 0)
+            assert not _timer_alive()
+
+        @pytest.mark.perf_budget(p95=10)
+        def test_after():
+            pass
+
+        def test_restarted():
+            assert _timer_alive()
+        """
+    )
+    result = pt.runpytest_subprocess("--perf-report=r.json", "-W", "error::DeprecationWarning")
+    result.assert_outcomes(passed=4)
+    assert read_report(pt.path / "r.json")["complete"] is True
+
+
 def test_sigterm_writes_an_incomplete_report_then_terminates(pt: pytest.Pytester) -> None:
     pt.makepyfile(KILLED.format(sig="SIGTERM"))
     result = pt.runpytest_subprocess("--perf-report=r.json")

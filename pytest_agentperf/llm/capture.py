@@ -123,9 +123,12 @@ class LLMCapture:
         """True when ``request`` (an HTTP request) belongs to a call the capture counts."""
         if self.inflight.get() is not None:
             return True
-        for patch in self._patches:
-            if request in patch.requests:
-                return True
+        try:
+            for patch in self._patches:
+                if request in patch.requests:
+                    return True
+        except TypeError:  # not weak-referenceable: no SDK call of ours built it
+            pass
         return self.span_processor.in_inference_span()
 
     @property

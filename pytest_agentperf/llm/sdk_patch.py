@@ -58,6 +58,14 @@ class SDKAdapter(Protocol):
         """Observe one streamed event: ``pending.first_content()``, usage and response id."""
 
 
+def _pop(requests: weakref.WeakKeyDictionary[Any, PendingCall], request: Any) -> Any:
+    """The call tied to ``request`` (an ``httpx`` request), forgotten; ``None`` when none."""
+    try:
+        return requests.pop(request, None)
+    except TypeError:  # not weak-referenceable (None, a foreign object)
+        return None
+
+
 def _request_model(options: Any) -> str | None:
     data = getattr(options, "json_data", None)
     if isinstance(data, dict):
@@ -199,7 +207,10 @@ class SDKPatch:
 
         def make_status_error(client: Any, response: Any, *args: Any, **kwargs: Any) -> Any:
             err = original(client, response, *args, **kwargs)
-            pending = requests.pop(getattr(response, "request", None), None)
+            try:
+                pending = _pop(requests, response.request)
+            except (AttributeError, RuntimeError):  # a response without its request
+                pending = None
             if pending is not None and not pending.done:
                 pending.fail(err)
                 pending.finish()
@@ -261,8 +272,10 @@ class SDKPatch:
         requests = self.requests
 
         def parse(response: Any, *args: Any, **kwargs: Any) -> Any:
-            http = getattr(response, "http_response", None)
-            pending = requests.pop(getattr(http, "request", None), None)
+            try:
+                pending = _pop(requests, response.http_response.request)
+            except (AttributeError, RuntimeError):
+                pending = None
             if pending is None or pending.observed:
                 return original(response, *args, **kwargs)
             try:

@@ -13,6 +13,7 @@ import os
 import signal
 import threading
 import time
+import weakref
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -103,6 +104,8 @@ class PerfSession:
         #: would add memory and CPU to the test's figures)
         self._measuring = False
         self._timer: _SnapshotTimer | None = None
+        #: the timer is wanted (a report path); stopped before a fork, restarted after
+        self._timer_wanted = False
         self._unannounced: list[str] = []
         #: more verdicts on each measured test's entry, after the budget check (the
         #: regression gate): ``check(item, entry) -> failure messages``; a check may add
@@ -156,7 +159,7 @@ class PerfSession:
         record = item.stash.get(RECORD_KEY, None)
         probe = None
         diagnostics = None
-        if record is not None and self._timer is not None:
+        if record is not None and self._timer_wanted:
             with self._lock:  # waits for a timer snapshot under way (a few ms at most)
                 self._measuring = True
         if record is not None:
@@ -344,6 +347,7 @@ class PerfSession:
             return
         self.entries[report.nodeid] = entry
         self._added += 1
+        self._start_timer()  # after a fork stopped it
         if self.settings.report_path is not None:
             now = time.monotonic()
             if (len(self.entries) <= EARLY_SNAPSHOTS
@@ -467,14 +471,26 @@ class PerfSession:
         if self.settings.report_path is not None or self.settings.html_path is not None:
             self._install_sigterm()
         if self.settings.report_path is not None:
+            self._timer_wanted = True
+            self._start_timer()
+            if hasattr(os, "register_at_fork"):
+                # a test that forks must not see our thread: Python 3.12+ warns
+                # (DeprecationWarning, an error under filterwarnings=error) when a
+                # multi-threaded process forks; the next finished test restarts it
+                before = weakref.WeakMethod(self._stop_timer)
+                os.register_at_fork(before=lambda: _call_weak(before))
+
+    def _start_timer(self) -> None:
+        if self._timer is None and self._timer_wanted:
             self._timer = _SnapshotTimer(self)
             self._timer.start()
 
     def _stop_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.stop.set()
-            self._timer.join(timeout=30)
-            self._timer = None
+        timer, self._timer = self._timer, None
+        if timer is not None:
+            timer.stop.set()
+            if timer is not threading.current_thread():
+                timer.join(timeout=30)
 
     # -- SIGTERM (CI cancel / timeout) ------------------------------------------------
     def _install_sigterm(self) -> None:
@@ -518,6 +534,7 @@ class PerfSession:
     def pytest_unconfigure(self) -> None:
         self._imports.uninstall()
         self._frameworks.close()
+        self._timer_wanted = False
         self._stop_timer()
         self._restore_sigterm()
         if self.llm is not None:
@@ -540,6 +557,7 @@ class PerfSession:
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        self._timer_wanted = False
         self._stop_timer()
         self._restore_sigterm()
         if self.is_worker or (self.settings.report_path is None and
@@ -634,6 +652,12 @@ class _LazyStats:
     def uncaptured(self, path: str) -> None:
         """An LLM API request that no captured call accounts for (seen at the HTTP layer)."""
         self._get().add_uncaptured(path)
+
+
+def _call_weak(method: weakref.WeakMethod[Callable[[], None]]) -> None:
+    bound = method()
+    if bound is not None:
+        bound()
 
 
 def _reason(exc: BaseException) -> str:
