@@ -14,6 +14,7 @@ from ..budgets import BudgetError, describe_keys, parse_budget_items
 from ..measurement.memory import MemoryMethod, best_memory_method
 from ..report import ReportError, check_writable
 from . import baseline as regression
+from .paths import option_path
 from .session import MARKER, SESSION_KEY, PerfSession, Settings
 
 DEFAULT_REPORT = "perf-report.json"
@@ -37,6 +38,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--perf-html", action="store", default=None, metavar="PATH",
         help="also write a self-contained HTML report (charts, sortable table) to PATH",
+    )
+    group.addoption(
+        "--perf-markdown", action="store", default=None, metavar="PATH",
+        help="append a Markdown summary (violations and regressions first, the rest folded) "
+        "to PATH; default: $GITHUB_STEP_SUMMARY when set (the GitHub Actions job summary).",
     )
     group.addoption(
         "--perf-memory", action="store", default=None, choices=MEMORY_CHOICES,
@@ -85,19 +91,18 @@ def _report_path(config: pytest.Config) -> Path | None:
         ini = str(config.getini("perf_report")).strip()
         if not ini:
             return None
-        path = Path(ini)
-        return path if path.is_absolute() else config.rootpath / path
+        return option_path(ini, config.rootpath, "perf_report ini option")
     if value == _BARE:
         return config.rootpath / DEFAULT_REPORT
-    path = Path(value)
-    if not path.is_absolute():
-        path = config.invocation_params.dir / path
-    if path.suffix == ".py" or path.is_dir():
-        raise pytest.UsageError(
-            f"--perf-report: {value!r} looks like a test path, not a report file. "
-            f"Write --perf-report=PATH, or put --perf-report after the test paths."
-        )
-    return path
+    return option_path(value, config.invocation_params.dir, "--perf-report")
+
+
+def _markdown_path(config: pytest.Config) -> Path | None:
+    value = config.getoption("perf_markdown")
+    if value is not None:
+        return option_path(value, config.invocation_params.dir, "--perf-markdown")
+    summary = os.environ.get("GITHUB_STEP_SUMMARY", "").strip()
+    return Path(summary) if summary else None
 
 
 def _memory_method(config: pytest.Config) -> MemoryMethod:
@@ -165,8 +170,11 @@ def pytest_configure(config: pytest.Config) -> None:
     report_path = None if is_worker else _report_path(config)
     html_path = None
     if not is_worker and config.getoption("perf_html"):
-        html_path = config.invocation_params.dir / str(config.getoption("perf_html"))
-    for option, path in (("--perf-report", report_path), ("--perf-html", html_path)):
+        html_path = option_path(str(config.getoption("perf_html")),
+                                config.invocation_params.dir, "--perf-html")
+    markdown_path = None if is_worker else _markdown_path(config)
+    for option, path in (("--perf-report", report_path), ("--perf-html", html_path),
+                         ("--perf-markdown", markdown_path)):
         if path is not None:
             try:
                 check_writable(path)
@@ -180,6 +188,7 @@ def pytest_configure(config: pytest.Config) -> None:
     settings = Settings(
         report_path=report_path,
         html_path=html_path,
+        markdown_path=markdown_path,
         memory_method=_memory_method(config),
         cprofile=bool(config.getoption("perf_cprofile")),
         default_budget=default_budget,

@@ -179,8 +179,9 @@ def _history_target(text: str, base: Path, source: str) -> Path | str:
                 f"{source}: do not put the password in the URL {display_target(text)} (it "
                 "would be kept in reports and logs); set PGPASSWORD or use ~/.pgpass")
         return text
-    path = Path(text)
-    return path if path.is_absolute() else base / path
+    from .paths import option_path
+
+    return option_path(text, base, source)
 
 
 def marker_tolerances(item: pytest.Item, base: Tolerances) -> Tolerances:
