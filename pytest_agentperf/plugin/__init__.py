@@ -13,6 +13,7 @@ from ..budgets import BudgetError, describe_keys, parse_budget_items
 from ..measurement.memory import MemoryMethod, best_memory_method
 from ..report import ReportError, check_writable
 from . import baseline as regression
+from . import runs
 from .session import MARKER, SESSION_KEY, PerfSession, Settings
 
 DEFAULT_REPORT = "perf-report.json"
@@ -47,9 +48,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="run cProfile inside profiler.profile_operation() blocks "
         "(get_profile_stats() then includes the table).",
     )
+    group.addoption(
+        "--perf-runs", action="store", type=runs.parse_runs_option, default=None, metavar="N",
+        help="run every measured test (perf_budget marker or the plugin's fixtures) N times "
+        "and judge its budget on the pooled samples; @pytest.mark.perf_runs wins",
+    )
     regression.addoption(group, parser)
     parser.addini("perf_report", "write the JSON performance report to this path "
                   "(relative to the rootdir); --perf-report overrides", default="")
+    parser.addini("perf_runs", "default number of runs of every measured test, as "
+                  "--perf-runs (which overrides it)", default="")
     parser.addini("perf_memory", "peak memory method, as --perf-memory", default="auto")
     parser.addini(
         "perf_llm_prices",
@@ -84,6 +92,14 @@ def _report_path(config: pytest.Config) -> Path | None:
             f"Write --perf-report=PATH, or put --perf-report after the test paths."
         )
     return path
+
+
+def _default_runs(config: pytest.Config) -> int:
+    value = config.getoption("perf_runs")
+    if value is not None:
+        return int(value)
+    ini = str(config.getini("perf_runs")).strip()
+    return runs.parse_runs_option(ini, "perf_runs ini option") if ini else 1
 
 
 def _memory_method(config: pytest.Config) -> MemoryMethod:
@@ -133,6 +149,7 @@ def pytest_configure(config: pytest.Config) -> None:
         f"{MARKER}(**limits): performance budget of the test; fails the test when a limit "
         f"is broken. Keys: {describe_keys()}",
     )
+    config.addinivalue_line("markers", runs.MARKER_HELP)
     try:
         default_budget = parse_budget_items(config.getini("perf_budget"), "perf_budget ini option")
     except BudgetError as exc:
@@ -159,6 +176,8 @@ def pytest_configure(config: pytest.Config) -> None:
     session = PerfSession(config, settings)
     config.stash[SESSION_KEY] = session
     config.pluginmanager.register(session, "agentperf-session")
+    config.pluginmanager.register(runs.RunsPlugin(config, _default_runs(config)),
+                                  "agentperf-runs")
     gate = regression.register(config)
     if gate is not None:
         session.entry_checks.append(gate.check_entry)

@@ -25,6 +25,7 @@ from ..measurement.memory import MemoryMethod, MemoryProbe, ProcFiles
 from ..record import TestRecord
 from ..report import ReportError, build_report, environment, plain_json, utc_now, write_report
 from .diagnostics import CallDiagnostics
+from .runs import RUN_KEY
 
 __all__ = ["SESSION_KEY", "PerfSession", "Settings", "ensure_record"]
 
@@ -104,7 +105,7 @@ class PerfSession:
         # fixtures from being set up while every wrapper still completes.
         if item.get_closest_marker(MARKER) is not None or "perf_record" in getattr(
             item, "fixturenames", ()
-        ):
+        ) or RUN_KEY in item.stash:
             self.start_record(item)
 
     @pytest.hookimpl(wrapper=True, trylast=True)
@@ -205,7 +206,8 @@ class PerfSession:
         if rep.when == "call":
             self._finish_call(item, record, rep)
         phases[rep.when] = (rep.outcome, hasattr(rep, "wasxfail"))
-        if rep.when == "teardown":
+        runs = item.stash.get(RUN_KEY, None)
+        if rep.when == "teardown" and (runs is None or runs.final):
             entry = phases.get("entry")
             if entry is None:  # no call phase: setup failed or skipped
                 entry = self._entry(record)
@@ -228,6 +230,12 @@ class PerfSession:
             record.add_finding("plugin_error", text)
             rep.sections.append(("agentperf", text))
         entry = self._entry(record)
+        runs = item.stash.get(RUN_KEY, None)
+        if runs is not None:  # a repeated test: judged once, on all its runs
+            pooled = runs.end_call(record, entry, rep)
+            if pooled is None:
+                return
+            entry = pooled
         violations = check_budget(record.budget or {}, entry)
         entry["violations"] = [v.as_dict() for v in violations]
         record.violations = entry["violations"]
