@@ -5,7 +5,8 @@ Subcommands:
 * ``compare BASE NEW`` — table of changes; exit 1 when a test regressed.
   ``BASE`` may be ``history`` (the recent runs on this machine, ``--db``).
 * ``merge A B … -o OUT`` — one report from CI shards or separate runs.
-* ``history [NODEID]`` — recent runs, or one test's trend.
+* ``history [NODEID]`` — recent runs, or one test's trend; ``history export`` /
+  ``history import FILE`` move runs as JSON lines between stores.
 * ``ab BASE_REF [--rounds K] [-- PYTEST_ARGS]`` — base vs working tree, interleaved
   on this machine (:mod:`.ab`); words after ``--`` go to pytest.
 
@@ -32,7 +33,15 @@ from .compare import (
     format_comparison,
     parse_tolerance_spec,
 )
-from .history import DEFAULT_HISTORY_PATH, History, HistoryError, fingerprint
+from .history import (
+    DEFAULT_HISTORY_PATH,
+    HistoryError,
+    HistoryStore,
+    display_target,
+    fingerprint,
+    is_url,
+    open_history,
+)
 from .html import add_html_parser
 from .merge import merge_reports
 from .report import ReportError, load_report, write_report
@@ -64,11 +73,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _open_history(path: Path) -> History:
-    if not path.is_file():
-        raise CliError(f"history database {path} does not exist "
+def _open_history(target: str, *, readonly: bool = True) -> HistoryStore:
+    """Open ``--db`` (a path or a postgresql:// URL); read-only unless told otherwise."""
+    if readonly and not is_url(target) and not Path(target).is_file():
+        raise CliError(f"history database {target} does not exist "
                        "(run pytest with --perf-history first)")
-    return History(path)
+    return open_history(target, readonly=readonly)
+
+
+_DB_HELP = (f"history database: a SQLite file or a postgresql://user@host:port/db URL "
+            f"(password from PGPASSWORD or ~/.pgpass; default {DEFAULT_HISTORY_PATH})")
 
 
 # -- compare ---------------------------------------------------------------------------
@@ -82,8 +96,11 @@ def add_compare_parser(subparsers: Any) -> None:
     p.add_argument("new", metavar="NEW", help="the report to check")
     p.add_argument("--tolerance", type=_tolerances, default={}, metavar="SPEC",
                    help="e.g. latency=10%%,memory=10%%,tokens=5%%,memory_floor=5")
-    p.add_argument("--db", type=Path, default=DEFAULT_HISTORY_PATH, metavar="PATH",
-                   help=f"history database for BASE=history (default {DEFAULT_HISTORY_PATH})")
+    p.add_argument("--db", default=str(DEFAULT_HISTORY_PATH), metavar="PATH|URL",
+                   help=_DB_HELP + "; read for BASE=history")
+    p.add_argument("--group", default=None, metavar="NAME",
+                   help="with BASE=history: the machine group (--perf-history-group) to "
+                   "compare with (default: NEW's machine fingerprint)")
     p.add_argument("--all", action="store_true", help="show unchanged metrics too")
     p.set_defaults(func=run_compare)
 
@@ -92,11 +109,12 @@ def run_compare(args: argparse.Namespace) -> int:
     new = load_report(args.new)
     if args.base == "history":
         with _open_history(args.db) as history:
-            fp = fingerprint(new.get("environment") or {})
+            fp = args.group or fingerprint(new.get("environment") or {})
             base = history.baseline_report(fp)
         if base is None:
-            raise CliError(f"history database {args.db} has no complete run on this "
-                           f"machine (fingerprint {fp})")
+            what = f"machine group {fp!r}" if args.group else f"machine fingerprint {fp}"
+            raise CliError(f"history database {display_target(args.db)} has no complete run "
+                           f"of {what}")
     else:
         base = load_report(args.base)
     try:
@@ -145,10 +163,16 @@ def add_history_parser(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "history", help="recent runs, or one test's trend, from the history database",
         description="Without NODEID: the recent runs. With NODEID (or a unique part of one): "
-        "that test's figures run by run.")
-    p.add_argument("nodeid", nargs="?", metavar="NODEID", help="test id (or a unique part)")
-    p.add_argument("--db", type=Path, default=DEFAULT_HISTORY_PATH, metavar="PATH",
-                   help=f"history database (default {DEFAULT_HISTORY_PATH})")
+        "that test's figures run by run. 'history export [-o FILE]' writes every run as "
+        "JSON lines; 'history import FILE' (or - for stdin) records them into --db, e.g. to "
+        "move a SQLite history into PostgreSQL or keep it as a CI artifact.")
+    p.add_argument("nodeid", nargs="?", metavar="NODEID|export|import",
+                   help="test id (or a unique part), or export / import")
+    p.add_argument("file", nargs="?", metavar="FILE", help="for import: the JSON-lines file")
+    p.add_argument("-o", "--output", default=None, metavar="FILE",
+                   help="for export: where to write (default: stdout)")
+    p.add_argument("--db", default=str(DEFAULT_HISTORY_PATH), metavar="PATH|URL",
+                   help=_DB_HELP)
     p.add_argument("--limit", type=_positive_int, default=20, metavar="N",
                    help="how many runs to show (default 20)")
     p.set_defaults(func=run_history)
@@ -165,11 +189,17 @@ def _table(header: Sequence[str], rows: Sequence[tuple[str, ...]]) -> str:
 
 
 def run_history(args: argparse.Namespace) -> int:
+    if args.nodeid == "export":
+        return _export(args)
+    if args.nodeid == "import":
+        return _import(args)
+    if args.file is not None:
+        raise CliError(f"unexpected argument {args.file!r} (FILE is for history import)")
     with _open_history(args.db) as history:
         if args.nodeid is None:
             runs = history.runs(limit=args.limit)
             if not runs:
-                print(f"no runs in {args.db}")
+                print(f"no runs in {display_target(args.db)}")
                 return 0
             rows: list[tuple[str, ...]] = [
                 (str(r.id), r.created, (r.git_commit or "-")[:10], r.git_branch or "-",
@@ -178,7 +208,7 @@ def run_history(args: argparse.Namespace) -> int:
             print(_table(("run", "created (UTC)", "commit", "branch", "machine", "complete",
                           "tests", "failed"), rows))
             return 0
-        nodeid = _resolve_nodeid(history.nodeids(), args.nodeid, args.db)
+        nodeid = _resolve_nodeid(history.nodeids(), args.nodeid, display_target(args.db))
         points = history.trend(nodeid, limit=args.limit)
         first = next((p.p50 for p in points if p.p50), None)
         trend_rows: list[tuple[str, ...]] = [
@@ -194,7 +224,40 @@ def run_history(args: argparse.Namespace) -> int:
     return 0
 
 
-def _resolve_nodeid(known: list[str], wanted: str, db: Path) -> str:
+def _export(args: argparse.Namespace) -> int:
+    with _open_history(args.db) as history:
+        if args.output is None:
+            n = history.export_to(sys.stdout)
+        else:
+            out = Path(args.output)
+            tmp = out.with_name(out.name + ".tmp")
+            try:
+                with open(tmp, "w", encoding="utf-8") as f:
+                    n = history.export_to(f)
+                tmp.replace(out)
+            except OSError as exc:
+                raise CliError(f"cannot write {out}: {exc.strerror or exc}") from None
+    print(f"exported {n} runs from {display_target(args.db)}", file=sys.stderr)
+    return 0
+
+
+def _import(args: argparse.Namespace) -> int:
+    if args.file is None:
+        raise CliError("history import needs FILE (JSON lines from history export, or -)")
+    with _open_history(args.db, readonly=False) as history:
+        if args.file == "-":
+            n = history.import_lines(sys.stdin, "stdin")
+        else:
+            try:
+                with open(args.file, encoding="utf-8") as f:
+                    n = history.import_lines(f, args.file)
+            except OSError as exc:
+                raise CliError(f"cannot read {args.file}: {exc.strerror or exc}") from None
+    print(f"imported {n} runs into {display_target(args.db)}")
+    return 0
+
+
+def _resolve_nodeid(known: list[str], wanted: str, db: str) -> str:
     if wanted in known:
         return wanted
     matches = [n for n in known if wanted in n]

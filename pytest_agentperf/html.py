@@ -700,9 +700,9 @@ def add_html_parser(subparsers: Any) -> None:
         description="Render a pytest-agentperf JSON report as one self-contained HTML file "
         "(inline SVG charts, no network resources).")
     p.add_argument("report", help="the JSON report (written by pytest --perf-report)")
-    p.add_argument("--db", default=None, metavar="PATH",
-                   help="draw each test's trend from this history database "
-                   "(written by pytest --perf-history)")
+    p.add_argument("--db", default=None, metavar="PATH|URL",
+                   help="draw each test's trend from this history database, a SQLite file "
+                   "or a postgresql:// URL (written by pytest --perf-history)")
     p.add_argument("-o", "--output", default=None, metavar="OUT.html",
                    help="where to write the page (default: the report's path with .html)")
     p.set_defaults(func=run_html)
@@ -719,14 +719,14 @@ def run_html(args: argparse.Namespace) -> int:
     history = None
     db_path = getattr(args, "db", None)
     if db_path is not None:
-        from .history import History, HistoryError
+        from .history import HistoryError, is_url, open_history
 
-        if not Path(db_path).is_file():
+        if not is_url(db_path) and not Path(db_path).is_file():
             print(f"pytest-agentperf html: history database {db_path} does not exist",
                   file=sys.stderr)
             return 2
         try:
-            with History(db_path) as db:
+            with open_history(db_path, readonly=True) as db:
                 history = db.trends([str(t.get("nodeid")) for t in report["tests"]])
         except HistoryError as exc:
             print(f"pytest-agentperf html: {exc}", file=sys.stderr)

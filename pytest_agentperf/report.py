@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import json
+import math
 import os
 import sys
 import tempfile
@@ -70,11 +71,51 @@ def environment(rootdir: Path, pytest_version: str, plugin_version: str) -> dict
         "platform": platform.platform(),
         "machine": platform.machine(),
         "cpu_count": os.cpu_count(),
+        "cpu_model": _cpu_model(),
+        "memory_gb": _memory_class_gb(),
+        "os": _os_name(),
         "pytest": pytest_version,
         "agentperf": plugin_version,
         "git_commit": _git_commit(rootdir),
         "argv": list(sys.argv),
     }
+
+
+def _cpu_model() -> str | None:
+    """The CPU's model name (``/proc/cpuinfo`` on Linux, else :func:`platform.processor`)."""
+    import platform
+
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith(("model name", "Processor", "cpu model")):
+                    return line.split(":", 1)[1].strip() or None
+    except OSError:
+        pass
+    return platform.processor() or None
+
+
+def _memory_class_gb() -> int | None:
+    """Total memory rounded to a power of two GiB (runners of one class report a few MiB
+    apart)."""
+    try:
+        import psutil
+
+        total = psutil.virtual_memory().total / 2**30
+    except Exception:  # an unknown size is not an error
+        return None
+    return 1 << max(0, round(math.log2(total))) if total > 0 else None
+
+
+def _os_name() -> str:
+    """The OS and its release without the kernel build (``debian 12``, ``Darwin 23``)."""
+    import platform
+
+    try:
+        info = platform.freedesktop_os_release()
+        return f"{info.get('ID', 'linux')} {info.get('VERSION_ID', '')}".strip()
+    except (OSError, AttributeError):
+        return f"{platform.system()} {platform.release().split('.')[0]}".strip()
 
 
 def utc_now() -> str:

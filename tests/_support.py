@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -20,3 +21,10 @@ def read_report(path: Path) -> dict[str, Any]:
 
 def by_id(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {t["nodeid"].split("::")[-1]: t for t in report["tests"]}
+
+
+def normalise(text: str) -> str:
+    """Drop what legitimately differs between two pytest runs: plugin list, times, addresses."""
+    text = re.sub(r"^plugins: .*\n", "", text, flags=re.M)
+    text = re.sub(r"in \d+\.\d+s", "in Ts", text)
+    return re.sub(r"0x[0-9a-f]+", "0xADDR", text)

@@ -54,7 +54,7 @@ def baseline(pt: pytest.Pytester) -> Path:
 def test_slowdown_and_tokens_are_caught(rpt: pytest.Pytester) -> None:
     base = baseline(rpt)
     configure(rpt, factor=2.0, tokens=150)
-    result = rpt.runpytest(f"--perf-baseline={base}", "--perf-report=new.json")
+    result = rpt.runpytest(f"--perf-compare={base}", "--perf-report=new.json")
     result.assert_outcomes(passed=2, failed=1)
     result.stdout.fnmatch_lines([
         "*perf regression against baseline*latency.p50*->*tolerance 10%*Mann-Whitney p=*",
@@ -81,7 +81,7 @@ def test_slowdown_and_tokens_are_caught(rpt: pytest.Pytester) -> None:
 def test_unchanged_code_passes_run_after_run(rpt: pytest.Pytester) -> None:
     base = baseline(rpt)
     for _ in range(3):
-        result = rpt.runpytest(f"--perf-baseline={base}")
+        result = rpt.runpytest(f"--perf-compare={base}")
         result.assert_outcomes(passed=3)
         result.stdout.fnmatch_lines(["*inconclusive test_suite.py::test_one_sample: too few "
                                      "samples*", "0 regressed*"])
@@ -90,7 +90,7 @@ def test_unchanged_code_passes_run_after_run(rpt: pytest.Pytester) -> None:
 def test_warn_mode_only_warns(rpt: pytest.Pytester) -> None:
     base = baseline(rpt)
     configure(rpt, factor=1.0, tokens=300)
-    result = rpt.runpytest(f"--perf-baseline={base}", "--perf-baseline-warn")
+    result = rpt.runpytest(f"--perf-compare={base}", "--perf-compare-warn")
     result.assert_outcomes(passed=3)
     result.stdout.fnmatch_lines(["*REGRESSION (warning only)*tokens.total*"])
 
@@ -98,13 +98,13 @@ def test_warn_mode_only_warns(rpt: pytest.Pytester) -> None:
 def test_bad_baselines_are_usage_errors(rpt: pytest.Pytester) -> None:
     (rpt.path / "corrupt.json").write_text("{")
     for name, text in (("missing.json", "does not exist"), ("corrupt.json", "not valid JSON")):
-        result = rpt.runpytest(f"--perf-baseline={name}")
+        result = rpt.runpytest(f"--perf-compare={name}")
         assert result.ret == pytest.ExitCode.USAGE_ERROR
-        result.stderr.fnmatch_lines([f"*--perf-baseline:*{name}*{text}*"])
+        result.stderr.fnmatch_lines([f"*--perf-compare:*{name}*{text}*"])
     result = rpt.runpytest("--perf-tolerance=latency=ten")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*--perf-tolerance: latency='ten' is not a number*"])
-    result = rpt.runpytest("--perf-baseline-warn")
+    result = rpt.runpytest("--perf-compare-warn")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
 
 
@@ -123,23 +123,23 @@ def test_x(perf_record):
 
 def test_history_baseline_and_other_machine_warning(rpt: pytest.Pytester) -> None:
     configure(rpt)
-    result = rpt.runpytest("--perf-history", "--perf-baseline=history")
+    result = rpt.runpytest("--perf-history", "--perf-compare=history")
     result.assert_outcomes(passed=3)
     result.stdout.fnmatch_lines(["*no earlier complete run on this machine*",
                                  "*perf history: run 1 -> *history.db"])
     assert (rpt.path / ".agentperf" / "history.db").is_file()
-    result = rpt.runpytest("--perf-history", "--perf-baseline=history")
+    result = rpt.runpytest("--perf-history", "--perf-compare=history")
     result.assert_outcomes(passed=3)
     result.stdout.fnmatch_lines(["*agentperf baseline: history*(runs 1)*", "*0 regressed*"])
     configure(rpt, tokens=300)
-    result = rpt.runpytest("--perf-baseline=history", "--perf-history")
+    result = rpt.runpytest("--perf-compare=history", "--perf-history")
     result.assert_outcomes(passed=1, failed=2)
     # a baseline from another machine gets a warning
     base = baseline(rpt)
     data = json.loads(base.read_text())
     data["environment"]["python"] = "2.7.18"
     base.write_text(json.dumps(data))
-    result = rpt.runpytest(f"--perf-baseline={base}")
+    result = rpt.runpytest(f"--perf-compare={base}")
     result.stdout.fnmatch_lines(["*warning: baseline comes from another machine or Python*"
                                  "2.7.18*"])
 
@@ -148,7 +148,7 @@ def test_xdist_workers_judge_and_controller_records(rpt: pytest.Pytester) -> Non
     pytest.importorskip("xdist")
     base = baseline(rpt)
     configure(rpt, tokens=300)
-    result = rpt.runpytest_subprocess("-n", "2", f"--perf-baseline={base}",
+    result = rpt.runpytest_subprocess("-n", "2", f"--perf-compare={base}",
                                       "--perf-report=x.json", "--perf-history=h.db")
     result.assert_outcomes(passed=1, failed=2)
     report = read_report(rpt.path / "x.json")
@@ -172,3 +172,31 @@ def test_html_report_draws_trends_from_the_history_database(rpt: pytest.Pytester
                  "--db", str(rpt.path / "h.db")]) == 0
     assert "History (2 runs" in (rpt.path / "cli.html").read_text()
     assert main(["html", str(rpt.path / "r.json"), "--db", str(rpt.path / "nope.db")]) == 2
+
+
+def test_history_group_overrides_the_fingerprint_and_few_runs_are_said(
+        rpt: pytest.Pytester) -> None:
+    configure(rpt)
+    from conftest import INI
+
+    rpt.makeini(INI.format(extra="perf_history = h.db\nperf_history_group = ci-small"))
+    rpt.runpytest().assert_outcomes(passed=3)
+    result = rpt.runpytest("--perf-compare=history")
+    result.assert_outcomes(passed=3)
+    result.stdout.fnmatch_lines([
+        "*history baseline has only 1 comparable complete run in machine group 'ci-small'"
+        " (5 wanted)*"])
+    result = rpt.runpytest("--perf-compare=history", "--perf-history-group=ci-large")
+    result.stdout.fnmatch_lines(["*no earlier complete run in machine group 'ci-large'*"])
+    from pytest_agentperf.history import History
+
+    with History(rpt.path / "h.db") as h:
+        assert [r.machine_group for r in h.runs()] == ["ci-large", "ci-small", "ci-small"]
+
+
+def test_password_in_history_url_is_a_usage_error_and_not_echoed(
+        rpt: pytest.Pytester) -> None:
+    result = rpt.runpytest("--perf-history=postgresql://me:s3cret@127.0.0.1:1/db")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*do not put the password in the URL*PGPASSWORD*"])
+    assert "s3cret" not in result.stdout.str() + result.stderr.str()

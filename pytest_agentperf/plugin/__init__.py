@@ -184,6 +184,9 @@ def pytest_configure(config: pytest.Config) -> None:
     from . import fixtures
 
     config.pluginmanager.register(fixtures, "agentperf-fixtures")
+    from . import async_fixtures
+
+    async_fixtures.register(config)
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(XdistHooks(session), "agentperf-xdist")
 

@@ -8,7 +8,7 @@ Wiring (in ``plugin.py``)::
     if gate is not None:
         session.entry_checks.append(gate.check_entry)
 
-:func:`register` creates a :class:`RegressionPlugin` when ``--perf-baseline``,
+:func:`register` creates a :class:`RegressionPlugin` when ``--perf-compare``,
 ``--perf-history`` (or their ini options) are set.  The plugin loads the
 baseline in every process (xdist workers judge their own tests); the session
 calls :meth:`RegressionPlugin.check_entry` on each measured test's entry right
@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from .. import __version__
-from ..history import DEFAULT_HISTORY_PATH
+from ..history import DEFAULT_HISTORY_PATH, display_target, is_url
 from ..report import ReportError, build_report, environment, load_report
 
 if TYPE_CHECKING:  # compare and history load only when a baseline or history is used
@@ -63,20 +63,27 @@ def _tolerance_option(text: str) -> dict[str, float]:
 def addoption(group: Any, parser: pytest.Parser) -> None:
     """Add the gate's command-line and ini options to ``group`` / ``parser``."""
     group.addoption(
-        "--perf-baseline", action="store", default=None, metavar="PATH|history",
+        "--perf-compare", action="store", default=None, metavar="PATH|history",
         help="compare every measured test with a saved report (PATH) or with the recent "
         "runs on this machine in the history database ('history'); a significant change "
         "beyond the tolerance fails the test.",
     )
     group.addoption(
-        "--perf-baseline-warn", action="store_true", default=False,
-        help="with --perf-baseline: report regressions as warnings, do not fail tests.",
+        "--perf-compare-warn", action="store_true", default=False,
+        help="with --perf-compare: report regressions as warnings, do not fail tests.",
     )
     group.addoption(
         "--perf-history", action="store", nargs="?", const=_BARE, default=None,
-        metavar="PATH",
+        metavar="PATH|URL",
         help=f"append this run to a SQLite history database (bare: {DEFAULT_HISTORY_PATH} "
-        "in the rootdir). Write --perf-history=PATH when a test path follows.",
+        "in the rootdir) or to a PostgreSQL database shared by CI runners "
+        "(postgresql://user@host:port/db; password from PGPASSWORD or ~/.pgpass). Write "
+        "--perf-history=PATH when a test path follows.",
+    )
+    group.addoption(
+        "--perf-history-group", action="store", default=None, metavar="NAME",
+        help="compare and record history within this machine group instead of the "
+        "machine fingerprint (OS, CPU model, cores, memory class, Python, plugin version).",
     )
     group.addoption(
         "--perf-tolerance", action="store", type=_tolerance_option, default=None,
@@ -84,10 +91,11 @@ def addoption(group: Any, parser: pytest.Parser) -> None:
         help="baseline tolerances, e.g. latency=10%%,memory=10%%,tokens=5%%,memory_floor=5 "
         "(memory_floor in MiB; defaults as shown); overrides the perf_tolerance ini option.",
     )
-    parser.addini("perf_baseline", "as --perf-baseline (PATH relative to the rootdir, or "
+    parser.addini("perf_compare", "as --perf-compare (PATH relative to the rootdir, or "
                   "'history')", default="")
-    parser.addini("perf_history", "as --perf-history=PATH (relative to the rootdir)",
-                  default="")
+    parser.addini("perf_history", "as --perf-history=PATH|URL (a path relative to the "
+                  "rootdir)", default="")
+    parser.addini("perf_history_group", "as --perf-history-group", default="")
     parser.addini("perf_tolerance", "as --perf-tolerance", default="")
 
 
@@ -104,36 +112,38 @@ def add_marker(config: pytest.Config) -> None:
 class RegressionSettings:
     baseline: str | None  # "history", a path, or None
     warn_only: bool
-    history_path: Path | None  # where this run is appended (None: not recorded)
-    history_db: Path  # where a history baseline is read from
+    history_path: Path | str | None  # where this run is appended (None: not recorded)
+    history_db: Path | str  # where a history baseline is read from (a path or a URL)
     tolerances: Tolerances
+    group: str | None = None  # --perf-history-group (None: the machine fingerprint)
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> RegressionSettings | None:
         """The settings, or None when neither a baseline nor a history is asked for."""
         root = config.rootpath
-        baseline = config.getoption("perf_baseline", None)
+        baseline = config.getoption("perf_compare", None)
         if baseline is None:
-            baseline = str(config.getini("perf_baseline")).strip() or None
+            baseline = str(config.getini("perf_compare")).strip() or None
             if baseline is not None and baseline != HISTORY and not Path(baseline).is_absolute():
                 baseline = str(root / baseline)
         elif baseline != HISTORY and not Path(baseline).is_absolute():
             baseline = str(config.invocation_params.dir / baseline)
         history_opt = config.getoption("perf_history", None)
-        history_path: Path | None
+        history_path: Path | str | None
         if history_opt == _BARE:
             history_path = root / DEFAULT_HISTORY_PATH
         elif history_opt is not None:
-            history_path = Path(history_opt)
-            if not history_path.is_absolute():
-                history_path = config.invocation_params.dir / history_path
+            history_path = _history_target(history_opt, config.invocation_params.dir,
+                                           "--perf-history")
         else:
             ini = str(config.getini("perf_history")).strip()
-            history_path = (Path(ini) if Path(ini).is_absolute() else root / ini) if ini else None
-        warn_only = bool(config.getoption("perf_baseline_warn", False))
+            history_path = _history_target(ini, root, "perf_history ini option") if ini else None
+        group = (config.getoption("perf_history_group", None)
+                 or str(config.getini("perf_history_group")).strip() or None)
+        warn_only = bool(config.getoption("perf_compare_warn", False))
         if baseline is None and history_path is None:
             if warn_only:
-                raise pytest.UsageError("--perf-baseline-warn needs --perf-baseline")
+                raise pytest.UsageError("--perf-compare-warn needs --perf-compare")
             return None
         from ..compare import Tolerances, parse_tolerance_spec
 
@@ -149,11 +159,25 @@ class RegressionSettings:
             tolerances = Tolerances().override(spec)
         except ValueError as exc:
             raise pytest.UsageError(f"--perf-tolerance: {exc}") from None
-        if history_path is not None and history_path.is_dir():
+        if isinstance(history_path, Path) and history_path.is_dir():
             raise pytest.UsageError(f"--perf-history: {history_path} is a directory; give "
                                     "the database file path")
         return cls(baseline, warn_only, history_path,
-                   history_path or root / DEFAULT_HISTORY_PATH, tolerances)
+                   history_path or root / DEFAULT_HISTORY_PATH, tolerances, group)
+
+
+def _history_target(text: str, base: Path, source: str) -> Path | str:
+    """A ``postgresql://`` URL (checked: no password in it) or a path (made absolute)."""
+    if is_url(text):
+        from ..history.postgres import has_password
+
+        if has_password(text):
+            raise pytest.UsageError(
+                f"{source}: do not put the password in the URL {display_target(text)} (it "
+                "would be kept in reports and logs); set PGPASSWORD or use ~/.pgpass")
+        return text
+    path = Path(text)
+    return path if path.is_absolute() else base / path
 
 
 def marker_tolerances(item: pytest.Item, base: Tolerances) -> Tolerances:
@@ -208,29 +232,46 @@ class RegressionPlugin:
     # -- baseline ------------------------------------------------------------------------
     def _load_baseline(self, baseline: str) -> None:
         from ..compare import environment_warnings
-        from ..history import History, HistoryError, fingerprint
+        from ..history import (
+            DEFAULT_BASELINE_RUNS,
+            EmptyHistoryError,
+            HistoryError,
+            fingerprint,
+            open_history,
+        )
 
         if baseline == HISTORY:
             db = self.settings.history_db
-            self.source = f"history {db}"
+            shown = display_target(db)
+            self.source = f"history {shown}"
+            group = self.settings.group or fingerprint(self.env)
+            what = (f"in machine group {group!r}" if self.settings.group
+                    else f"on this machine (fingerprint {group})")
             data = None
-            if db.is_file():
+            if is_url(db) or Path(db).is_file():
                 try:
-                    with History(db) as history:
-                        data = history.baseline_report(fingerprint(self.env))
+                    with open_history(db, readonly=True) as history:
+                        data = history.baseline_report(group)
+                except EmptyHistoryError:
+                    data = None
                 except HistoryError as exc:
-                    raise pytest.UsageError(f"--perf-baseline=history: {exc}") from None
+                    raise pytest.UsageError(f"--perf-compare=history: {exc}") from None
             if data is None:
-                self.notes.append(f"no earlier complete run on this machine in {db}: "
+                self.notes.append(f"no earlier complete run {what} in {shown}: "
                                   "nothing to compare with yet")
                 return
             runs = data.get("history", {}).get("runs", [])
-            self.source = f"history {db} (runs {', '.join(map(str, runs))})"
+            if len(runs) < DEFAULT_BASELINE_RUNS:
+                self.notes.append(
+                    f"history baseline has only {len(runs)} comparable complete "
+                    f"run{'s' if len(runs) != 1 else ''} {what} ({DEFAULT_BASELINE_RUNS} "
+                    "wanted): comparisons are less reliable until more runs are recorded")
+            self.source = f"history {shown} (runs {', '.join(map(str, runs))})"
         else:
             try:
                 data = load_report(baseline)
             except ReportError as exc:
-                raise pytest.UsageError(f"--perf-baseline: {exc}") from None
+                raise pytest.UsageError(f"--perf-compare: {exc}") from None
             self.source = baseline
             self.env_warnings = environment_warnings(data.get("environment"), self.env)
         self.base_tests = {str(t["nodeid"]): t for t in data["tests"]
@@ -333,12 +374,12 @@ class RegressionPlugin:
             session.shouldfail or session.shouldstop)
         report = build_report(tests=self.entries.values(), env=self.env, complete=complete,
                               incomplete_reason=None if complete else "stopped early")
-        from ..history import History, HistoryError, git_branch
+        from ..history import HistoryError, git_branch, open_history
 
         try:
-            with History(path) as history:
+            with open_history(path) as history:
                 self.history_run = history.record_run(
-                    report, branch=git_branch(self.config.rootpath))
+                    report, branch=git_branch(self.config.rootpath), group=self.settings.group)
         except HistoryError as exc:
             self.history_error = str(exc)
 
@@ -369,7 +410,8 @@ class RegressionPlugin:
                 f"{len(s['inconclusive'])} inconclusive, {c['unchanged']} unchanged, "
                 f"{len(s['new'])} not in the baseline")
         if self.history_run is not None:
-            tr.write_line(f"perf history: run {self.history_run} -> {self.settings.history_path}")
+            tr.write_line(f"perf history: run {self.history_run} -> "
+                          f"{display_target(self.settings.history_path or '')}")
         if self.history_error is not None:
             tr.write_line(f"agentperf: could not record history: {self.history_error}",
                           red=True)

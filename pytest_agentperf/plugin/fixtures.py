@@ -11,7 +11,6 @@ from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any
 
 import pytest
-import pytest_asyncio
 
 from ..record import TestRecord
 from ..toolkit.profiler import PerformanceProfiler
@@ -88,14 +87,7 @@ def agent_cache(perf_record: TestRecord) -> Iterator[IntelligentCache]:
     cache.close()
 
 
-@pytest_asyncio.fixture
-async def batch_processor(perf_record: TestRecord) -> AsyncIterator[BatchProcessor[Any, Any]]:
-    """A ready :class:`~pytest_agentperf.BatchProcessor` (guide defaults), closed at teardown.
-
-    Its statistics go to the ``batch`` report section.  Other settings: construct
-    ``BatchProcessor(batch_size=..., max_wait_time=...)`` in the test, or override
-    this fixture.
-    """
+async def _batch_processor(perf_record: TestRecord) -> AsyncIterator[BatchProcessor[Any, Any]]:
     from ..toolkit.batching import BatchProcessor
 
     processor: BatchProcessor[Any, Any] = BatchProcessor()
@@ -104,10 +96,7 @@ async def batch_processor(perf_record: TestRecord) -> AsyncIterator[BatchProcess
     await processor.aclose()
 
 
-@pytest_asyncio.fixture
-async def connection_pool(perf_record: TestRecord) -> AsyncIterator[ConnectionPool]:
-    """An initialised :class:`~pytest_agentperf.ConnectionPool` (guide defaults), closed at
-    teardown; real TCP created/reused counts in the ``pool`` report section."""
+async def _connection_pool(perf_record: TestRecord) -> AsyncIterator[ConnectionPool]:
     from ..toolkit.pool import ConnectionPool
 
     pool = ConnectionPool()
@@ -115,6 +104,37 @@ async def connection_pool(perf_record: TestRecord) -> AsyncIterator[ConnectionPo
     _section(perf_record, "pool", pool)
     yield pool
     await pool.close()
+
+
+#: the async fixtures' bodies; :mod:`.async_fixtures` registers them for the async plugin
+#: that drives the test (pytest-asyncio or anyio)
+ASYNC_FIXTURES = {"batch_processor": _batch_processor, "connection_pool": _connection_pool}
+
+
+@pytest.fixture
+def batch_processor(request: pytest.FixtureRequest) -> BatchProcessor[Any, Any]:
+    """A ready :class:`~pytest_agentperf.BatchProcessor` (guide defaults), closed at teardown.
+
+    Made and closed in the test's event loop, by pytest-asyncio or anyio's plugin
+    (whichever runs the test). Its statistics go to the ``batch`` report section.
+    Other settings: construct ``BatchProcessor(batch_size=..., max_wait_time=...)`` in
+    the test, or override this fixture.
+    """
+    from .async_fixtures import resolve
+
+    value: BatchProcessor[Any, Any] = resolve(request, "batch_processor")
+    return value
+
+
+@pytest.fixture
+def connection_pool(request: pytest.FixtureRequest) -> ConnectionPool:
+    """An initialised :class:`~pytest_agentperf.ConnectionPool` (guide defaults), closed at
+    teardown in the test's event loop (pytest-asyncio or anyio); real TCP created/reused
+    counts in the ``pool`` report section."""
+    from .async_fixtures import resolve
+
+    value: ConnectionPool = resolve(request, "connection_pool")
+    return value
 
 
 def _collect_load(tester: LoadTester, record: TestRecord) -> None:

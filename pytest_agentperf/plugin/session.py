@@ -110,6 +110,7 @@ class PerfSession:
 
     @pytest.hookimpl(wrapper=True, trylast=True)
     def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, None, None]:
+        __tracebackhide__ = True  # a test's failure is not the plugin's frame
         record = item.stash.get(RECORD_KEY, None)
         probe = None
         diagnostics = None
@@ -198,6 +199,7 @@ class PerfSession:
     def pytest_runtest_makereport(
         self, item: pytest.Item, call: pytest.CallInfo[None]
     ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+        __tracebackhide__ = True
         rep = yield
         record = item.stash.get(RECORD_KEY, None)
         if record is None:
@@ -319,12 +321,12 @@ class PerfSession:
 
         gate = self.config.stash.get(REGRESSION_KEY, None)
         path = gate.settings.history_path if gate is not None else None
-        if path is None or not path.is_file():
+        if path is None or (isinstance(path, Path) and not path.is_file()):
             return None
-        from ..history import History, HistoryError
+        from ..history import HistoryError, open_history
 
         try:
-            with History(path) as db:
+            with open_history(path, readonly=True) as db:
                 return db.trends([str(t["nodeid"]) for t in data["tests"]])
         except HistoryError:
             return None
