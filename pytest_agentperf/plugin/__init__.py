@@ -178,6 +178,9 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(session, "agentperf-session")
     config.pluginmanager.register(runs.RunsPlugin(config, _default_runs(config)),
                                   "agentperf-runs")
+    from .samplers import SamplersPlugin
+
+    config.pluginmanager.register(SamplersPlugin(config), "agentperf-samplers")
     gate = regression.register(config)
     if gate is not None:
         session.entry_checks.append(gate.check_entry)
