@@ -5,7 +5,7 @@ tests then run alternately on base and head (A B, B A, A B, … — each round
 swaps the order, so a slow drift of the machine hits both sides alike), in the
 same interpreter, each side's source first on the import path.  Each side's
 reports are merged (:mod:`.merge`: samples pooled per test and per operation)
-and compared with the same gate as ``--perf-baseline`` (:mod:`.compare`:
+and compared with the same gate as ``--perf-compare`` (:mod:`.compare`:
 tolerance and Mann-Whitney, inconclusive with too few samples).
 
 Head is the working tree as it is, uncommitted changes included, so

@@ -345,11 +345,11 @@ def test_the_gate_decides_on_a_plain_repeated_test(
     # take: with 30 runs the gate decides; with one run it cannot
     _baseline(pt.path / "base.json", [base_sample * (1 + i / 1000) for i in range(30)])
     pt.makepyfile(test_a="def test_plain(perf_record):\n    pass\n")
-    pt.runpytest("--perf-baseline=base.json", "--perf-baseline-warn",
+    pt.runpytest("--perf-compare=base.json", "--perf-compare-warn",
                  "--perf-report=one.json").assert_outcomes(passed=1)
     one = by_id(read_report(pt.path / "one.json"))["test_plain"]
     assert one["baseline"]["verdict"] == "inconclusive"
-    pt.runpytest("--perf-baseline=base.json", "--perf-baseline-warn", "--perf-runs=30",
+    pt.runpytest("--perf-compare=base.json", "--perf-compare-warn", "--perf-runs=30",
                  "--perf-report=many.json").assert_outcomes(passed=1)
     many = by_id(read_report(pt.path / "many.json"))["test_plain"]
     assert many["baseline"]["verdict"] == verdict
