@@ -46,6 +46,7 @@ __all__ = [
     "TestComparison",
     "Tolerances",
     "Verdict",
+    "baseline_warnings",
     "compare_entries",
     "compare_latency",
     "compare_reports",
@@ -362,6 +363,8 @@ class ReportComparison:
     tests: list[TestComparison]
     tolerances: Tolerances
     environment_warnings: list[str] = field(default_factory=list)
+    #: the baseline itself is doubtful: an incomplete run, entries with wrong types
+    baseline_warnings: list[str] = field(default_factory=list)
 
     def with_verdict(self, verdict: Verdict) -> list[TestComparison]:
         return [t for t in self.tests if t.verdict == verdict]
@@ -528,7 +531,8 @@ def compare_reports(
     (verdict inconclusive); skipped or errored entries are not compared.
     """
     tol = tolerances or Tolerances()
-    base_tests = {t["nodeid"]: t for t in baseline.get("tests", []) if isinstance(t, Mapping)}
+    base_tests = {t["nodeid"]: t for t in baseline.get("tests", [])
+                  if entry_problem(t) is None}
     cur_tests = {t["nodeid"]: t for t in current.get("tests", []) if isinstance(t, Mapping)}
     tests: list[TestComparison] = []
     for nodeid, entry in cur_tests.items():
@@ -543,7 +547,60 @@ def compare_reports(
         if nodeid not in cur_tests and _comparable(base):
             tests.append(TestComparison(nodeid, status="missing"))
     warnings = environment_warnings(baseline.get("environment"), current.get("environment"))
-    return ReportComparison(tests, tol, warnings)
+    return ReportComparison(tests, tol, warnings, baseline_warnings(baseline))
+
+
+_ENTRY_OBJECTS = ("latency", "memory", "tokens", "operations", "budget")
+_LATENCY_NUMBERS = ("count", "min", "mean", "p50", "p90", "p95", "p99", "max")
+
+
+def entry_problem(entry: Any) -> str | None:
+    """What is wrong with the types of a report's test entry, or None when it can be
+    compared (the fields the comparison reads are of the schema's types)."""
+    if not isinstance(entry, Mapping):
+        return f"an entry is a {type(entry).__name__}, not an object"
+    nodeid = entry.get("nodeid")
+    if not isinstance(nodeid, str):
+        return f"an entry has nodeid {nodeid!r}, not a string"
+    for key in _ENTRY_OBJECTS:
+        value = entry.get(key)
+        if value is not None and not isinstance(value, Mapping):
+            return f"{nodeid}: {key} is a {type(value).__name__}, not an object"
+    latency = entry.get("latency")
+    if isinstance(latency, Mapping):
+        for key in _LATENCY_NUMBERS:
+            value = latency.get(key)
+            if value is not None and _num(value) is None:
+                return f"{nodeid}: latency.{key} is {value!r}, not a number"
+        samples = latency.get("samples")
+        if samples is not None and not isinstance(samples, list):
+            return f"{nodeid}: latency.samples is not a list"
+    memory = entry.get("memory")
+    if isinstance(memory, Mapping) and memory.get("peak_mb") is not None and _num(
+            memory.get("peak_mb")) is None:
+        return f"{nodeid}: memory.peak_mb is {memory.get('peak_mb')!r}, not a number"
+    tokens = entry.get("tokens")
+    if isinstance(tokens, Mapping) and tokens.get("total") is not None and _num(
+            tokens.get("total")) is None:
+        return f"{nodeid}: tokens.total is {tokens.get('total')!r}, not a number"
+    return None
+
+
+def baseline_warnings(baseline: Mapping[str, Any], source: str = "baseline") -> list[str]:
+    """Warnings about a baseline that cannot be fully trusted: a run that says it is
+    incomplete, or test entries whose types are wrong (they are not compared)."""
+    out = []
+    if baseline.get("complete") is False:
+        reason = baseline.get("incomplete_reason") or "no reason given"
+        out.append(f"{source} is from an incomplete run ({reason}): its figures may be "
+                   "partial and tests it lacks count as new")
+    tests = baseline.get("tests")
+    tests = tests if isinstance(tests, list) else []
+    problems = [p for p in map(entry_problem, tests) if p is not None]
+    if problems:
+        out.append(f"{source}: {len(problems)} of {len(tests)} test entries have wrong "
+                   f"types and are not compared (first: {problems[0]})")
+    return out
 
 
 _ENV_FIELDS: tuple[tuple[str, str], ...] = (
@@ -625,4 +682,5 @@ def format_comparison(comparison: ReportComparison, show_all: bool = False) -> s
         f"{c['inconclusive']} inconclusive, {c['unchanged']} unchanged tests"
     )
     lines.extend(f"warning: {w}" for w in comparison.environment_warnings)
+    lines.extend(f"warning: {w}" for w in comparison.baseline_warnings)
     return "\n".join(lines)

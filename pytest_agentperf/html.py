@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from .budgets import BUDGET_KEYS, measured_value
-from .report import ReportError, atomic_write_text, load_report
+from .report import ReportError, atomic_write_text, fix_surrogates, load_report
 from .stats import summarize
 
 __all__ = ["add_html_parser", "render_html", "run_html", "write_html"]
@@ -600,10 +600,11 @@ def _row(i: int, test: Mapping[str, Any], history: Sequence[Mapping[str, Any]] |
 def _summary(report: Mapping[str, Any]) -> str:
     s = _dict(report.get("summary"))
     cards = []
-    for key in ("tests", "passed", "failed", "errors", "skipped", "xfailed", "xpassed",
-                "budget_violations"):
+    for key in ("tests", "passed", "failed", "errors", "crashed", "interrupted", "skipped",
+                "xfailed", "xpassed", "budget_violations"):
         if key in s:
-            bad = key in ("failed", "errors", "budget_violations") and (_num(s[key]) or 0) > 0
+            bad = key in ("failed", "errors", "crashed", "budget_violations") and (
+                _num(s[key]) or 0) > 0
             cards.append(f'<div class="card{" bad" if bad else ""}"><div class="n">'
                          f'{_e(_fmt_num(s[key]))}</div><div>{_e(key.replace("_", " "))}</div>'
                          "</div>")
@@ -688,8 +689,17 @@ def render_html(report: Mapping[str, Any], *, history: History | None = None) ->
 def write_html(
     path: str | os.PathLike[str], report: Mapping[str, Any], *, history: History | None = None
 ) -> None:
-    """Render ``report`` and write it to ``path`` atomically (temp file + rename)."""
-    atomic_write_text(path, render_html(report, history=history))
+    """Render ``report`` and write it to ``path`` atomically (temp file + rename).
+
+    A string that UTF-8 cannot encode (a lone surrogate, ``"\\ud800"``, which a
+    JSON file may hold) is written as U+FFFD.
+    """
+    text = render_html(report, history=history)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = fix_surrogates(text)
+    atomic_write_text(path, text)
 
 
 # -- CLI ------------------------------------------------------------------------------------

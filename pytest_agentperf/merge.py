@@ -47,7 +47,8 @@ def pool_samples(
     return out[:size], False
 
 
-_OUTCOME_RANK = ("error", "failed", "xpassed", "passed", "xfailed", "skipped")
+_OUTCOME_RANK = ("crashed", "error", "failed", "interrupted", "xpassed", "passed", "xfailed",
+                 "skipped")
 _TEST_RESERVOIR = 1000
 _OP_RESERVOIR = 200
 

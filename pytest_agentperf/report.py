@@ -1,7 +1,9 @@
 """The JSON report: assembling, writing atomically, reading back.
 
 The contract is the JSON Schema shipped in ``schema/report-v1.schema.json``;
-:data:`SCHEMA_VERSION` is bumped on any incompatible change.
+:data:`SCHEMA_VERSION` is bumped on any incompatible change, :data:`SCHEMA_MINOR`
+on a compatible one (a new optional field, a new ``outcome`` value): a reader of
+version 1 accepts any minor.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import datetime as _dt
 import json
 import math
 import os
+import stat
 import sys
 import tempfile
 from collections.abc import Iterable, Mapping
@@ -18,12 +21,15 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "SCHEMA_MINOR",
     "SCHEMA_VERSION",
     "ReportError",
     "atomic_write_text",
     "build_report",
     "check_writable",
     "environment",
+    "fix_surrogates",
+    "json_safe",
     "load_report",
     "load_schema",
     "plain_json",
@@ -31,6 +37,9 @@ __all__ = [
 ]
 
 SCHEMA_VERSION = 1
+#: compatible additions to version 1: 1 = outcomes ``crashed``/``interrupted``,
+#: top-level ``schema_minor`` and ``plugin_errors``
+SCHEMA_MINOR = 1
 SCHEMA_FILE = "report-v1.schema.json"
 
 
@@ -61,8 +70,13 @@ def _git_commit(cwd: Path) -> str | None:
     return commit if out.returncode == 0 and commit else None
 
 
-def environment(rootdir: Path, pytest_version: str, plugin_version: str) -> dict[str, Any]:
-    """Where the run happened: enough to tell two machines or Pythons apart."""
+def environment(rootdir: Path, pytest_version: str, plugin_version: str,
+                argv: list[str] | None = None) -> dict[str, Any]:
+    """Where the run happened: enough to tell two machines or Pythons apart.
+
+    ``argv`` is the command line to record (the plugin passes it with option
+    values redacted); ``sys.argv`` when not given.
+    """
     import platform
 
     return {
@@ -77,7 +91,7 @@ def environment(rootdir: Path, pytest_version: str, plugin_version: str) -> dict
         "pytest": pytest_version,
         "agentperf": plugin_version,
         "git_commit": _git_commit(rootdir),
-        "argv": list(sys.argv),
+        "argv": list(sys.argv) if argv is None else list(argv),
     }
 
 
@@ -146,8 +160,12 @@ def build_report(
         "xpassed": outcomes.count("xpassed"),
         "budget_violations": sum(1 for t in test_list if t.get("violations")),
     }
+    for outcome in ("crashed", "interrupted"):  # schema minor 1: only when there are some
+        if outcome in outcomes:
+            summary[outcome] = outcomes.count(outcome)
     report: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
+        "schema_minor": SCHEMA_MINOR,
         "created": utc_now(),
         "started": started,
         "complete": complete,
@@ -164,6 +182,11 @@ def build_report(
 
 def check_writable(path: Path) -> None:
     """Raise :class:`ReportError` unless a report can be written at ``path``."""
+    special = _special_file(path)
+    if special is not None:
+        raise ReportError(f"{path} is {special}, not a regular file: a report replaces its "
+                          "file atomically; give a file path")
+    path = _resolve(path)
     directory = path.parent
     if path.is_dir():
         raise ReportError(f"{path} is a directory, not a report file path")
@@ -177,14 +200,40 @@ def check_writable(path: Path) -> None:
     os.unlink(tmp)
 
 
-def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
+def _special_file(path: Path) -> str | None:
+    """What ``path`` is when it exists and is neither a regular file nor a directory."""
+    try:
+        mode = path.stat().st_mode  # follows a symlink: its target counts
+    except OSError:
+        return None
+    for test, name in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return name
+    return None
+
+
+def _resolve(path: Path) -> Path:
+    """``path`` with symlinks followed: a report at a symlink replaces the link's target."""
+    return Path(os.path.realpath(path)) if path.is_symlink() else path
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str, *, durable: bool = True) -> None:
     """Replace ``path`` with ``text`` atomically (temp file + fsync + rename).
 
     A reader never sees a half-written file and a crash leaves the previous
     version in place.  An existing file keeps its permissions; a new one gets
-    0666 less the umask (``mkstemp`` alone would make it 0600).
+    0666 less the umask (``mkstemp`` alone would make it 0600).  A symlink is
+    written through: its target is replaced, the link stays.  A FIFO, device or
+    socket is refused (:class:`ReportError`), never replaced by a regular file.
+    ``durable=False`` skips the fsync: the rename still protects against a
+    crashing process, not against a power cut (for in-progress snapshots).
     """
     target = Path(path)
+    special = _special_file(target)
+    if special is not None:
+        raise ReportError(f"cannot write {target}: it is {special}, not a regular file")
+    target = _resolve(target)
     try:
         mode = target.stat().st_mode & 0o777
     except OSError:
@@ -194,8 +243,9 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
         os.fchmod(fd, mode)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
         os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -203,7 +253,7 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
         raise
 
 
-def write_report(path: Path, report: Mapping[str, Any]) -> None:
+def write_report(path: Path, report: Mapping[str, Any], *, durable: bool = True) -> None:
     """Write ``report`` as compact JSON to ``path`` atomically.
 
     Compact, because pretty-printing goes through the json module's pure-Python
@@ -211,18 +261,46 @@ def write_report(path: Path, report: Mapping[str, Any]) -> None:
     for reading.
     """
     try:
-        text = json.dumps(report, separators=(",", ":"), allow_nan=False, default=str)
-    except ValueError:  # NaN or infinity from a plugin's section: write null instead
-        text = json.dumps(plain_json(report), separators=(",", ":"), allow_nan=False)
-    atomic_write_text(path, text + "\n")
+        text = json.dumps(report, separators=(",", ":"), allow_nan=False, default=str,
+                          ensure_ascii=False)
+        text.encode("utf-8")
+    except (ValueError, UnicodeEncodeError):
+        # NaN or infinity, or a lone surrogate, from a plugin's section
+        text = json.dumps(plain_json(report), separators=(",", ":"), allow_nan=False,
+                          ensure_ascii=False)
+    atomic_write_text(path, text + "\n", durable=durable)
 
 
 def plain_json(data: Any) -> Any:
-    """A copy of ``data`` made of plain JSON values.
+    """A copy of ``data`` made of plain JSON values that any JSON reader accepts.
 
-    Objects JSON cannot hold become their ``str``; NaN and infinities become null.
+    Objects JSON cannot hold become their ``str``; NaN and infinities become
+    null; a string that is not valid Unicode (a lone surrogate such as
+    ``"\\ud800"``, which UTF-8 cannot encode) gets U+FFFD in its place.  One
+    sanitiser for the report file, the xdist transport, history and HTML.
     """
-    return json.loads(json.dumps(data, default=str), parse_constant=lambda _: None)
+    text = json.dumps(data, default=str, ensure_ascii=False)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = fix_surrogates(text)
+    return json.loads(text, parse_constant=lambda _: None)
+
+
+def json_safe(data: Any) -> Any:
+    """``data`` itself when it is already plain JSON (the common case, checked at C
+    speed), else :func:`plain_json` of it."""
+    try:
+        json.dumps(data, allow_nan=False, ensure_ascii=False).encode("utf-8")
+    except (TypeError, ValueError, UnicodeEncodeError):
+        return plain_json(data)
+    return data
+
+
+def fix_surrogates(text: str) -> str:
+    """``text`` with each lone surrogate (not encodable in UTF-8) replaced by U+FFFD."""
+    # UTF-16 pairs surrogates that belong together; a lone one becomes U+FFFD
+    return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
 
 
 def _umask() -> int:

@@ -12,6 +12,17 @@ import pytest
 
 from _support import by_id, read_report
 
+
+def need(module: str) -> None:
+    """Skip without ``module`` on a dev machine; under CI (``CI=true``) fail instead."""
+    import importlib.util
+    import os
+
+    if importlib.util.find_spec(module) is None:
+        if os.environ.get("CI"):
+            pytest.fail(f"{module} is not installed (pip install -e '.[dev]')")
+        pytest.skip(f"{module} is not installed")
+
 FIXTURES = """
 import pathlib, pytest
 
@@ -437,7 +448,7 @@ def test_other():
 
 
 def test_beside_pytest_repeat(pt: pytest.Pytester) -> None:
-    pytest.importorskip("pytest_repeat")
+    need("pytest_repeat")
     pt.makepyfile(test_a=FIXTURES + """
 @pytest.mark.perf_runs(3)
 def test_it(fn):
@@ -450,7 +461,7 @@ def test_it(fn):
 
 
 def test_beside_pytest_rerunfailures(pt: pytest.Pytester) -> None:
-    pytest.importorskip("pytest_rerunfailures")
+    need("pytest_rerunfailures")
     pt.makepyfile(test_a=FIXTURES + """
 @pytest.mark.perf_runs(3)
 @pytest.mark.flaky(reruns=2)

@@ -30,7 +30,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, TextIO
 
-from ..report import SCHEMA_VERSION, utc_now
+from ..report import SCHEMA_VERSION, json_safe, utc_now
 
 __all__ = [
     "DEFAULT_BASELINE_RUNS",
@@ -189,7 +189,8 @@ def run_row(report: Mapping[str, Any], branch: str | None,
 def test_rows(report: Mapping[str, Any]) -> list[tuple[Any, ...]]:
     """The ``tests`` rows of a report (see :data:`TEST_COLUMNS`), one per test id."""
     rows: dict[str, tuple[Any, ...]] = {}
-    for t in report.get("tests", []):
+    # NaN/infinities become null, lone surrogates U+FFFD: what the report file holds
+    for t in json_safe(list(report.get("tests", []))):
         if not isinstance(t, Mapping):
             continue
         entry = {k: v for k, v in t.items() if k != "baseline"}

@@ -5,6 +5,7 @@ Switch the whole plugin off with ``-p no:agentperf``.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -52,6 +53,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--perf-runs", action="store", type=runs.parse_runs_option, default=None, metavar="N",
         help="run every measured test (perf_budget marker or the plugin's fixtures) N times "
         "and judge its budget on the pooled samples; @pytest.mark.perf_runs wins",
+    )
+    group.addoption(
+        "--perf-disable", action="store_true", default=False,
+        help="measure, enforce and write nothing; markers and fixtures stay registered and "
+        "the fixtures keep working (unlike -p no:agentperf, --strict-markers suites still run).",
+    )
+    group.addoption(
+        "--perf-skip", action="store_true", default=False,
+        help=f"skip the tests that carry a {MARKER} marker.",
+    )
+    group.addoption(
+        "--perf-only", action="store_true", default=False,
+        help=f"run only the tests that carry a {MARKER} marker (the rest are deselected).",
     )
     regression.addoption(group, parser)
     parser.addini("perf_report", "write the JSON performance report to this path "
@@ -150,6 +164,16 @@ def pytest_configure(config: pytest.Config) -> None:
         f"is broken. Keys: {describe_keys()}",
     )
     config.addinivalue_line("markers", runs.MARKER_HELP)
+    if config.getoption("perf_skip") and config.getoption("perf_only"):
+        raise pytest.UsageError("--perf-skip and --perf-only exclude each other")
+    if config.getoption("perf_disable"):
+        # not registered as a plugin: nothing is measured, enforced or written
+        config.stash[SESSION_KEY] = PerfSession(
+            config, Settings(report_path=None, memory_method="off", cprofile=False),
+            disabled=True,
+        )
+        _register_fixtures(config)
+        return
     try:
         default_budget = parse_budget_items(config.getini("perf_budget"), "perf_budget ini option")
     except BudgetError as exc:
@@ -165,6 +189,11 @@ def pytest_configure(config: pytest.Config) -> None:
                 check_writable(path)
             except ReportError as exc:
                 raise pytest.UsageError(f"{option}: {exc}") from None
+    if (report_path is not None and html_path is not None
+            and os.path.realpath(report_path) == os.path.realpath(html_path)):
+        raise pytest.UsageError(
+            f"--perf-report and --perf-html are the same file ({report_path}): the HTML "
+            "would overwrite the JSON report; give them different paths")
     settings = Settings(
         report_path=report_path,
         html_path=html_path,
@@ -184,14 +213,30 @@ def pytest_configure(config: pytest.Config) -> None:
     gate = regression.register(config)
     if gate is not None:
         session.entry_checks.append(gate.check_entry)
-    from . import fixtures
-
-    config.pluginmanager.register(fixtures, "agentperf-fixtures")
-    from . import async_fixtures
-
-    async_fixtures.register(config)
+    _register_fixtures(config)
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(XdistHooks(session), "agentperf-xdist")
+
+
+def _register_fixtures(config: pytest.Config) -> None:
+    from . import async_fixtures, fixtures
+
+    config.pluginmanager.register(fixtures, "agentperf-fixtures")
+    async_fixtures.register(config)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("perf_skip"):
+        skip = pytest.mark.skip(reason=f"{MARKER} test skipped by --perf-skip")
+        for item in items:
+            if item.get_closest_marker(MARKER) is not None:
+                item.add_marker(skip)
+    elif config.getoption("perf_only"):
+        keep = [item for item in items if item.get_closest_marker(MARKER) is not None]
+        if len(keep) < len(items):
+            kept = set(keep)
+            config.hook.pytest_deselected(items=[i for i in items if i not in kept])
+            items[:] = keep
 
 
 class XdistHooks:
@@ -202,6 +247,7 @@ class XdistHooks:
 
     def pytest_handlecrashitem(self, crashitem: str, report: pytest.TestReport) -> None:
         self.session.incomplete_reason = f"worker crashed while running {crashitem}"
+        self.session.add_crashed(crashitem)
 
 
 def pytest_report_header(config: pytest.Config) -> str | None:

@@ -29,7 +29,9 @@ import pytest
 
 from .. import __version__
 from ..history import DEFAULT_HISTORY_PATH, display_target, is_url
-from ..report import ReportError, build_report, environment, load_report
+from ..report import ReportError, build_report, load_report
+from .environment import run_environment
+from .terminal import safe_text
 
 if TYPE_CHECKING:  # compare and history load only when a baseline or history is used
     from ..compare import MetricComparison, Tolerances
@@ -217,12 +219,13 @@ class RegressionPlugin:
         self.config = config
         self.settings = settings
         self.is_worker = hasattr(config, "workerinput")
-        self.env = environment(config.rootpath, pytest.__version__,
-                               __version__)
+        self.env = run_environment(config, __version__)
         self.base_tests: dict[str, Mapping[str, Any]] = {}
         self.source: str | None = None
         self.notes: list[str] = []
         self.env_warnings: list[str] = []
+        #: the baseline itself is doubtful (incomplete run, malformed entries)
+        self.baseline_warnings: list[str] = []
         self.entries: dict[str, dict[str, Any]] = {}
         self.history_run: int | None = None
         self.history_error: str | None = None
@@ -231,7 +234,7 @@ class RegressionPlugin:
 
     # -- baseline ------------------------------------------------------------------------
     def _load_baseline(self, baseline: str) -> None:
-        from ..compare import environment_warnings
+        from ..compare import baseline_warnings, environment_warnings
         from ..history import (
             DEFAULT_BASELINE_RUNS,
             EmptyHistoryError,
@@ -274,8 +277,11 @@ class RegressionPlugin:
                 raise pytest.UsageError(f"--perf-compare: {exc}") from None
             self.source = baseline
             self.env_warnings = environment_warnings(data.get("environment"), self.env)
+            self.baseline_warnings = baseline_warnings(data, f"baseline {baseline}")
+        from ..compare import entry_problem
+
         self.base_tests = {str(t["nodeid"]): t for t in data["tests"]
-                           if isinstance(t, Mapping) and "nodeid" in t}
+                           if entry_problem(t) is None}
 
     # -- per test (runs where the test runs) ----------------------------------------------
     @pytest.hookimpl(tryfirst=True)
@@ -358,9 +364,11 @@ class RegressionPlugin:
             "inconclusive": inconclusive,
             "new": new,
             "environment_warnings": self.env_warnings,
+            "baseline_warnings": self.baseline_warnings,
             "notes": self.notes,
         }
 
+    @pytest.hookimpl(tryfirst=True)  # before a user's hook that might raise
     def pytest_agentperf_report(self, config: pytest.Config, report: dict[str, Any]) -> None:
         if self.settings.baseline is not None:
             report["baseline"] = self.summary(report.get("tests", []))
@@ -370,10 +378,17 @@ class RegressionPlugin:
         path = self.settings.history_path
         if self.is_worker or path is None:
             return
-        complete = exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED) and not (
+        from .session import SESSION_KEY, fail_session
+
+        perf = self.config.stash.get(SESSION_KEY, None)
+        reason = perf.final_reason(session, exitstatus) if perf is not None else None
+        complete = reason is None and exitstatus in (
+            pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED) and not (
             session.shouldfail or session.shouldstop)
+        # an incomplete run (interrupted, stopped early, a crashed worker) is kept in
+        # the history but never pooled into a baseline
         report = build_report(tests=self.entries.values(), env=self.env, complete=complete,
-                              incomplete_reason=None if complete else "stopped early")
+                              incomplete_reason=reason or "stopped early")
         from ..history import HistoryError, git_branch, open_history
 
         try:
@@ -382,6 +397,10 @@ class RegressionPlugin:
                     report, branch=git_branch(self.config.rootpath), group=self.settings.group)
         except HistoryError as exc:
             self.history_error = str(exc)
+        except Exception as exc:  # never lose the report to a history problem
+            self.history_error = f"{path}: {exc!r}"
+        if self.history_error is not None:
+            fail_session(session)
 
     # -- terminal --------------------------------------------------------------------------
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
@@ -394,17 +413,20 @@ class RegressionPlugin:
             tr.write_sep("-", f"agentperf baseline: {self.source}")
             for note in s["notes"]:
                 tr.write_line(f"note: {note}", yellow=True)
-            for warning in s["environment_warnings"]:
-                tr.write_line(f"warning: {warning}", yellow=True)
+            for warning in s["environment_warnings"] + s["baseline_warnings"]:
+                tr.write_line(f"warning: {safe_text(warning, newlines=False)}", yellow=True)
             for r in s["regressions"]:
                 label = "REGRESSION (warning only)" if self.settings.warn_only else "REGRESSION"
                 for m in r["metrics"]:
-                    tr.write_line(f"{label} {r['nodeid']}: {_describe(m)}", red=True)
+                    tr.write_line(safe_text(f"{label} {r['nodeid']}: {_describe(m)}", False),
+                                  red=True)
             for r in s["improvements"]:
                 for m in r["metrics"]:
-                    tr.write_line(f"improved {r['nodeid']}: {_describe(m)}", green=True)
+                    tr.write_line(safe_text(f"improved {r['nodeid']}: {_describe(m)}", False),
+                                  green=True)
             for nodeid in s["inconclusive"]:
-                tr.write_line(f"inconclusive {nodeid}: {_why_inconclusive(self.entries[nodeid])}")
+                why = _why_inconclusive(self.entries[nodeid])
+                tr.write_line(safe_text(f"inconclusive {nodeid}: {why}", newlines=False))
             tr.write_line(
                 f"{len(s['regressions'])} regressed, {len(s['improvements'])} improved, "
                 f"{len(s['inconclusive'])} inconclusive, {c['unchanged']} unchanged, "
@@ -413,8 +435,8 @@ class RegressionPlugin:
             tr.write_line(f"perf history: run {self.history_run} -> "
                           f"{display_target(self.settings.history_path or '')}")
         if self.history_error is not None:
-            tr.write_line(f"agentperf: could not record history: {self.history_error}",
-                          red=True)
+            tr.write_line(f"agentperf: error: could not record history (exit status 1): "
+                          f"{safe_text(self.history_error, newlines=False)}", red=True)
 
 
 def _describe(m: Mapping[str, Any]) -> str:

@@ -9,6 +9,8 @@ collects and writes.  Both paths share ``pytest_runtest_logreport``.
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
 import threading
 import time
@@ -23,14 +25,19 @@ from .. import __version__
 from ..budgets import BudgetError, check_budget, format_violations, validate_budget
 from ..measurement.memory import MemoryMethod, MemoryProbe, ProcFiles
 from ..record import TestRecord
-from ..report import ReportError, build_report, environment, plain_json, utc_now, write_report
+from ..report import ReportError, build_report, plain_json, utc_now, write_report
 from .diagnostics import CallDiagnostics
+from .environment import run_environment
 from .runs import RUN_KEY
+from .terminal import safe_text
 
 __all__ = ["SESSION_KEY", "PerfSession", "Settings", "ensure_record"]
 
 #: seconds between snapshot writes of an in-progress report
 SNAPSHOT_INTERVAL = 1.0
+#: the first finished tests each get a snapshot (small, cheap), so quick tests
+#: before a long one that is killed are not lost to the interval
+EARLY_SNAPSHOTS = 10
 MARKER = "perf_budget"
 
 
@@ -46,8 +53,10 @@ class Settings:
 
 
 class PerfSession:
-    def __init__(self, config: pytest.Config, settings: Settings) -> None:
+    def __init__(self, config: pytest.Config, settings: Settings, disabled: bool = False) -> None:
         self.config = config
+        #: --perf-disable: the session is not a registered plugin; fixtures get bare records
+        self.disabled = disabled
         self.settings = settings
         self.cprofile = settings.cprofile
         self.is_worker = hasattr(config, "workerinput")
@@ -64,6 +73,15 @@ class PerfSession:
         if settings.memory_method == "hwm":
             self._proc = ProcFiles()
         self._snapshot_interval = SNAPSHOT_INTERVAL
+        #: entries finished since the last snapshot
+        self._dirty = False
+        #: why a write failed (snapshot or final), for the terminal and the report
+        self.write_errors: list[str] = []
+        #: a pytest_agentperf_report hook (or the like) failed: goes into the report
+        self.plugin_errors: list[str] = []
+        #: the SIGTERM handler that was there before ours (restored at unconfigure)
+        self._prev_sigterm: Any = None
+        self._sigterm_installed = False
         #: more verdicts on each measured test's entry, after the budget check (the
         #: regression gate): ``check(item, entry) -> failure messages``; a check may add
         #: its findings to ``entry`` in place
@@ -89,6 +107,8 @@ class PerfSession:
         """Create the item's record; a malformed budget errors the test."""
         record = TestRecord(item.nodeid)
         item.stash[RECORD_KEY] = record
+        if self.disabled:
+            return record
         error = None
         try:
             record.budget = self.resolve_budget(item)
@@ -128,8 +148,12 @@ class PerfSession:
         cpu0 = time.process_time_ns()
         t0 = time.perf_counter_ns()
         failed = False
+        interrupted = False
         try:
             return (yield)
+        except KeyboardInterrupt:
+            failed = interrupted = True
+            raise
         except BaseException:
             failed = True
             raise
@@ -155,6 +179,19 @@ class PerfSession:
                     record.memory = memory
                 if stats is not None:
                     self._add_llm(record, stats)
+                if interrupted and not self.is_worker:
+                    self._keep_interrupted(item, record)
+
+    def _keep_interrupted(self, item: pytest.Item, record: TestRecord) -> None:
+        """Ctrl-C stopped the test: pytest makes no report for it, the report keeps
+        what was measured so far (a load run's partial result, ``interrupted: true``)."""
+        try:
+            record.run_collectors()
+        except Exception as exc:
+            record.add_finding("plugin_error", f"collecting measurements failed: {exc!r}")
+        entry = self._entry(record)
+        entry["outcome"] = "interrupted"
+        self.entries[item.nodeid] = entry
 
     def _llm_capture(self) -> Any:
         """The capture, made when a test suite has imported something it can capture."""
@@ -259,7 +296,8 @@ class PerfSession:
                 entry["findings"] = record.findings
                 rep.sections.append(("agentperf", text))
         if failures:
-            text = "\n".join(failures)
+            # operation names and finding texts come from user code: no raw escapes
+            text = safe_text("\n".join(failures))
             if rep.passed and not hasattr(rep, "wasxfail"):
                 rep.outcome = "failed"
                 rep.longrepr = text
@@ -275,29 +313,58 @@ class PerfSession:
         if entry is None or report.when != "teardown" or self.is_worker:
             return
         self.entries[report.nodeid] = entry
+        self._dirty = True
         if self.settings.report_path is not None:
             now = time.monotonic()
-            if now - self._last_snapshot >= self._snapshot_interval:
-                self._write(complete=False, reason="session in progress")
+            if (len(self.entries) <= EARLY_SNAPSHOTS
+                    or now - self._last_snapshot >= self._snapshot_interval):
+                self.snapshot("session in progress")
                 # a big report takes long to write: keep snapshots under ~5 % of the run
                 spent = time.monotonic() - now
                 self._snapshot_interval = max(SNAPSHOT_INTERVAL, 20 * spent)
 
+    def add_crashed(self, nodeid: str) -> None:
+        """The test whose xdist worker died: in the report with outcome ``crashed`` and no
+        figures (the worker took them with it)."""
+        entry = self._entry(TestRecord(nodeid))
+        entry["outcome"] = "crashed"
+        self.entries[nodeid] = entry
+        from .baseline import REGRESSION_KEY
+
+        gate = self.config.stash.get(REGRESSION_KEY, None)
+        if gate is not None:
+            gate.entries[nodeid] = entry
+
+    def snapshot(self, reason: str) -> None:
+        """Write the in-progress report; a failure is a warning, never the end of the run."""
+        try:
+            self._write(complete=False, reason=reason)
+        except (OSError, ReportError, TypeError, ValueError) as exc:
+            self._last_snapshot = time.monotonic()  # don't retry after every test
+            text = f"could not write the in-progress report: {_reason(exc)}"
+            if text not in self.write_errors:
+                self.write_errors.append(text)
+                tr = self.config.pluginmanager.get_plugin("terminalreporter")
+                if tr is not None:
+                    tr.write_line(f"agentperf: warning: {text} (the session goes on; the "
+                                  "final report is tried again)", yellow=True)
+
     # -- report ------------------------------------------------------------------
     def env(self) -> dict[str, Any]:
         if self._env is None:
-            self._env = environment(self.config.rootpath, pytest.__version__,
-                                    __version__)
+            self._env = run_environment(self.config, __version__)
         return self._env
 
     def report(self, complete: bool, reason: str | None) -> dict[str, Any]:
+        errors = self.plugin_errors + self.write_errors
         return build_report(
-            tests=self.entries.values(),
+            tests=list(self.entries.values()),
             env=self.env(),
             complete=complete,
             incomplete_reason=reason,
             started=self.started,
             memory_method=self.settings.memory_method,
+            extra={"plugin_errors": list(errors)} if errors else None,
         )
 
     def _write(self, complete: bool, reason: str | None, final: bool = False) -> None:
@@ -306,14 +373,21 @@ class PerfSession:
             return
         data = self.report(complete, reason)
         if final:
-            self.config.hook.pytest_agentperf_report(config=self.config, report=data)
+            try:
+                self.config.hook.pytest_agentperf_report(config=self.config, report=data)
+            except Exception as exc:  # a broken hook must not lose the report
+                text = f"pytest_agentperf_report hook failed: {exc!r}"
+                self.plugin_errors.append(text)
+                errors = data.get("plugin_errors")
+                data["plugin_errors"] = [*(errors if isinstance(errors, list) else []), text]
         if path is not None:
-            write_report(path, data)
+            write_report(path, data, durable=final)
+        self._dirty = False
+        self._last_snapshot = time.monotonic()
         if final and html_path is not None:
             from ..html import write_html
 
             write_html(html_path, data, history=self._history_trends(data))
-        self._last_snapshot = time.monotonic()
 
     def _history_trends(self, data: dict[str, Any]) -> dict[str, list[dict[str, Any]]] | None:
         """Trend lines for the HTML report, when this run keeps a history database."""
@@ -339,10 +413,45 @@ class PerfSession:
         if self.settings.report_path is not None:
             try:
                 self._write(complete=False, reason="session in progress")
-            except OSError as exc:
+            except (OSError, ReportError) as exc:
                 raise pytest.UsageError(
                     f"--perf-report: cannot write {self.settings.report_path}: {exc}"
                 ) from exc
+        if self.settings.report_path is not None or self.settings.html_path is not None:
+            self._install_sigterm()
+
+    # -- SIGTERM (CI cancel / timeout) ------------------------------------------------
+    def _install_sigterm(self) -> None:
+        """Write an incomplete report on SIGTERM, then let the previous handler act."""
+        if threading.current_thread() is not threading.main_thread():
+            return
+        try:
+            self._prev_sigterm = signal.getsignal(signal.SIGTERM)
+            signal.signal(signal.SIGTERM, self._on_sigterm)
+        except (ValueError, OSError, AttributeError):  # not the main interpreter / no SIGTERM
+            return
+        self._sigterm_installed = True
+
+    def _on_sigterm(self, signum: int, frame: Any) -> None:
+        reason = f"terminated by signal {signal.Signals(signum).name}"
+        self.incomplete_reason = reason
+        if self.settings.report_path is not None:
+            self.snapshot(reason)
+        prev = self._prev_sigterm
+        if callable(prev):
+            prev(signum, frame)
+        elif prev != signal.SIG_IGN:  # default (or unknown): terminate as before
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+
+    def _restore_sigterm(self) -> None:
+        if self._sigterm_installed:
+            self._sigterm_installed = False
+            try:
+                prev = self._prev_sigterm
+                signal.signal(signal.SIGTERM, signal.SIG_DFL if prev is None else prev)
+            except (ValueError, OSError):
+                pass
 
     def pytest_keyboard_interrupt(self) -> None:
         self.interrupted = True
@@ -351,16 +460,14 @@ class PerfSession:
         self.incomplete_reason = "internal error"
 
     def pytest_unconfigure(self) -> None:
+        self._restore_sigterm()
         if self.llm is not None:
             self.llm.uninstall()
         if self._proc is not None:
             self._proc.close()
 
-    @pytest.hookimpl(trylast=True)
-    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
-        if self.is_worker or (self.settings.report_path is None and
-                              self.settings.html_path is None):
-            return
+    def final_reason(self, session: pytest.Session, exitstatus: int) -> str | None:
+        """Why this session's results are incomplete, or None when they are complete."""
         reason = self.incomplete_reason
         if self.interrupted or exitstatus == pytest.ExitCode.INTERRUPTED:
             reason = "interrupted"
@@ -370,21 +477,48 @@ class PerfSession:
             reason = f"stopped early: {session.shouldfail}"
         elif session.shouldstop:
             reason = f"stopped early: {session.shouldstop}"
+        return reason
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        self._restore_sigterm()
+        if self.is_worker or (self.settings.report_path is None and
+                              self.settings.html_path is None):
+            return
+        reason = self.final_reason(session, exitstatus)
         try:
-            self._write(complete=reason is None, reason=reason, final=True)
+            self._write_final(reason)
             self.written = True
         except (OSError, ReportError, TypeError, ValueError) as exc:
+            text = f"could not write the report: {_reason(exc)}"
+            self.write_errors.append(text)
             tr = self.config.pluginmanager.get_plugin("terminalreporter")
             if tr is not None:
-                tr.write_line(f"agentperf: could not write report: {exc}", red=True)
+                tr.write_line(f"agentperf: error: {text}", red=True)
+            fail_session(session)
+
+    def _write_final(self, reason: str | None) -> None:
+        """The final write; a report directory removed during the session is made again
+        (it existed at start-up, where a missing one is a usage error)."""
+        missing = [p.parent for p in (self.settings.report_path, self.settings.html_path)
+                   if p is not None and not p.parent.exists()]
+        for directory in missing:
+            directory.mkdir(parents=True, exist_ok=True)
+            self.write_errors.append(f"the report directory {directory} was removed during "
+                                     "the session; made it again")
+        self._write(complete=reason is None, reason=reason, final=True)
 
     # -- terminal ------------------------------------------------------------------
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        if self.is_worker or not self.entries:
+        if self.is_worker:
+            return
+        tr = terminalreporter
+        for text in self.plugin_errors:
+            tr.write_line(f"agentperf: {safe_text(text, newlines=False)}", red=True)
+        if not self.entries:
             return
         from .terminal import summary_lines
 
-        tr = terminalreporter
         lines = summary_lines(list(self.entries.values()), verbosity=tr.config.option.verbose)
         tr.write_sep("-", f"agentperf: {len(self.entries)} measured tests")
         for text, bad in lines:
@@ -412,6 +546,20 @@ class _LazyStats:
 
                     self.stats = LLMStats()
         self.stats.add(call)
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        name = exc.filename
+        return f"{exc.strerror}: {name}" if name else exc.strerror
+    return str(exc)
+
+
+def fail_session(session: pytest.Session) -> None:
+    """Make a session that would exit 0 exit 1: something the user asked for (the report,
+    the history row) was not written, and CI must not take the run as fine."""
+    if session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def _final_outcome(phases: dict[str, Any]) -> str:

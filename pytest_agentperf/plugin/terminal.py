@@ -2,15 +2,29 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["summary_lines"]
+__all__ = ["safe_text", "summary_lines"]
+
+# C0 controls (ESC starts ANSI/OSC sequences), DEL and C1 controls; tab and newline
+# are kept in multi-line text
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_CONTROL_LINE = re.compile("[\x00-\x1f\x7f-\x9f]")
 
 #: rows shown before the rest is cut (violations are always shown)
 MAX_ROWS = 30
 #: findings listed before the rest is cut
 MAX_FINDINGS = 10
+
+
+def safe_text(text: Any, newlines: bool = True) -> str:
+    """``text`` with control characters written as escapes (``\\x1b``), as pytest
+    escapes test ids: operation names and finding messages come from user code
+    and must not clear the screen or set the terminal title."""
+    pattern = _CONTROL if newlines else _CONTROL_LINE
+    return pattern.sub(lambda m: repr(m.group())[1:-1], str(text))
 
 
 def _fmt_s(value: Any) -> str:
@@ -31,14 +45,14 @@ def _row(entry: dict[str, Any], width: int) -> tuple[str, bool]:
     peak = memory.get("peak_mb")
     verdict = "over budget" if violations else entry.get("outcome", "?")
     if violations:
-        verdict += ": " + ", ".join(v["metric"] for v in violations)
+        verdict += ": " + ", ".join(str(v["metric"]) for v in violations)
     p95 = f"{_fmt_s(latency.get('p95'))} (n={latency.get('count', 0)})"
     text = (
         f"{entry['nodeid']:<{width}}  p95 {p95:<16}"
         f"  peak {'-' if peak is None else f'{peak:.1f}MiB':>9}"
         f"  tokens {tokens.get('total', 0):>7}  {verdict}"
     )
-    return text, bool(violations)
+    return safe_text(text, newlines=False), bool(violations)
 
 
 def summary_lines(entries: Sequence[dict[str, Any]], verbosity: int = 0) -> list[tuple[str, bool]]:
@@ -59,7 +73,8 @@ def summary_lines(entries: Sequence[dict[str, Any]], verbosity: int = 0) -> list
     if findings:
         rows.append((f"findings ({len(findings)}):", False))
         for nodeid, finding in findings[:MAX_FINDINGS]:
-            rows.append((f"  {nodeid}: [{finding['kind']}] {finding['message']}", False))
+            text = f"  {nodeid}: [{finding['kind']}] {finding['message']}"
+            rows.append((safe_text(text, newlines=False), False))
         if len(findings) > MAX_FINDINGS:
             rows.append((f"  ... {len(findings) - MAX_FINDINGS} more in the report", False))
     return rows
