@@ -21,6 +21,8 @@ import pytest
 from pytest_agentperf.ab import rounds_order
 from pytest_agentperf.cli import main
 
+from _support import read_report
+
 pytestmark = pytest.mark.skipif(shutil.which("git") is None and not os.environ.get("CI"),
                                 reason="needs git")
 
@@ -114,10 +116,11 @@ def test_a_commit_making_one_function_slower_is_its_tests_regression(
     assert verdicts(data)["test_work"] == "regression", out
     assert verdicts(data)["test_other"] != "regression", out
     assert "test_work" in out and "REGRESSION" in out.upper()
-    base = json.loads((repo / "agentperf-ab/base.json").read_text())
-    head = json.loads((repo / "agentperf-ab/head.json").read_text())
+    base = read_report(repo / "agentperf-ab/base.json")  # valid against the schema
+    head = read_report(repo / "agentperf-ab/head.json")
     for report in (base, head):  # pooled over the rounds: 4 x 8 samples per test
         assert {t["latency"]["count"] for t in report["tests"]} == {32}
+        assert {(t["runs"]["runs"], t["runs"]["sessions"]) for t in report["tests"]} == {(32, 4)}
     assert worktrees(repo) == worktrees(repo)[:1]  # the base worktree is gone
 
 
