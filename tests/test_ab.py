@@ -1,6 +1,6 @@
 """``pytest-agentperf ab``: base against head on a small git repository made here.
 
-The slowdown is CPU-bound work doubled (a loop), measured over 4 rounds x 8 runs
+The slowdown is CPU-bound work doubled (a loop), measured over 4 rounds x 10 runs
 per side, so the verdict holds on a busy machine; the unchanged case is repeated
 three times to show it does not flap.
 """
@@ -28,6 +28,7 @@ pytestmark = pytest.mark.skipif(shutil.which("git") is None and not os.environ.g
 
 LIB = """
 N = {n}
+M = 30_000  # other()'s work, the same on both sides
 
 
 def work():
@@ -38,7 +39,10 @@ def work():
 
 
 def other():
-    return sum(range(2000))
+    total = 0
+    for i in range(M):
+        total -= i
+    return total
 """
 
 TESTS = """
@@ -46,13 +50,13 @@ import pytest
 import mylib
 
 
-@pytest.mark.perf_runs(8, warmup=2)
+@pytest.mark.perf_runs(10, warmup=2)
 def test_work():
     mylib.work()
 
 
-@pytest.mark.perf_runs(8, warmup=2)
-def test_other():
+@pytest.mark.perf_runs(10, warmup=2)
+def test_other():   # the same function in base and head: never a regression
     mylib.other()
 """
 
@@ -72,7 +76,7 @@ def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     path = tmp_path / "proj"
     path.mkdir()
     git(path, "init", "-q")
-    (path / "mylib.py").write_text(LIB.format(n=60_000))
+    (path / "mylib.py").write_text(LIB.format(n=100_000))
     (path / "test_lib.py").write_text(TESTS)
     (path / "pytest.ini").write_text("[pytest]\n")
     git(path, "add", "-A")
@@ -109,7 +113,7 @@ def test_rounds_alternate_the_order() -> None:
 def test_a_commit_making_one_function_slower_is_its_tests_regression(
     repo: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    (repo / "mylib.py").write_text(LIB.format(n=120_000))
+    (repo / "mylib.py").write_text(LIB.format(n=200_000))
     git(repo, "commit", "-qam", "twice the work")
     status, out, data = ab(capsys, "HEAD~1")
     assert status == 1, out
@@ -118,16 +122,16 @@ def test_a_commit_making_one_function_slower_is_its_tests_regression(
     assert "test_work" in out and "REGRESSION" in out.upper()
     base = read_report(repo / "agentperf-ab/base.json")  # valid against the schema
     head = read_report(repo / "agentperf-ab/head.json")
-    for report in (base, head):  # pooled over the rounds: 4 x 8 samples per test
-        assert {t["latency"]["count"] for t in report["tests"]} == {32}
-        assert {(t["runs"]["runs"], t["runs"]["sessions"]) for t in report["tests"]} == {(32, 4)}
+    for report in (base, head):  # pooled over the rounds: 4 x 10 samples per test
+        assert {t["latency"]["count"] for t in report["tests"]} == {40}
+        assert {(t["runs"]["runs"], t["runs"]["sessions"]) for t in report["tests"]} == {(40, 4)}
     assert worktrees(repo) == worktrees(repo)[:1]  # the base worktree is gone
 
 
 def test_an_identical_commit_is_not_a_regression_three_times(
     repo: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    (repo / "mylib.py").write_text("# same code, new comment\n" + LIB.format(n=60_000))
+    (repo / "mylib.py").write_text("# same code, new comment\n" + LIB.format(n=100_000))
     git(repo, "commit", "-qam", "comment only")
     for _ in range(3):
         status, out, data = ab(capsys, "HEAD~1")
@@ -139,7 +143,7 @@ def test_an_identical_commit_is_not_a_regression_three_times(
 def test_head_is_the_working_tree_with_its_uncommitted_changes(
     repo: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    (repo / "mylib.py").write_text(LIB.format(n=120_000))  # not committed
+    (repo / "mylib.py").write_text(LIB.format(n=200_000))  # not committed
     status, out, data = ab(capsys, "HEAD")
     assert status == 1, out
     assert verdicts(data)["test_work"] == "regression", out

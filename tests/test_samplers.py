@@ -19,9 +19,10 @@ def need(module: str) -> None:
 
 
 def test_benchmark_budget_judges_the_rounds_not_the_calibrated_call(
-    pt: pytest.Pytester,
+    pt: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     need("pytest_benchmark")
+    monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)  # else the benchmark disables itself
     pt.makepyfile(test_a="""
 import pytest
 

@@ -323,6 +323,7 @@ class RunsPlugin:
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_protocol(self, item: pytest.Item,
                                 nextitem: pytest.Item | None) -> bool | None:
+        __tracebackhide__ = True
         opt = self.config.option
         if getattr(opt, "setuponly", False) or getattr(opt, "setupplan", False):
             return None
@@ -343,6 +344,7 @@ class RunsPlugin:
             pytest.fail(error, pytrace=False)
 
     def _run(self, item: pytest.Item, nextitem: pytest.Item | None, plan: RunPlan) -> None:
+        __tracebackhide__ = True
         from .session import PHASES_KEY, RECORD_KEY
 
         state = RunState(plan)
@@ -382,6 +384,7 @@ class RunsPlugin:
     def pytest_runtest_makereport(
         self, item: pytest.Item, call: pytest.CallInfo[None]
     ) -> Any:
+        __tracebackhide__ = True
         rep: pytest.TestReport = yield
         state = item.stash.get(RUN_KEY, None)
         if state is not None and rep.when == "setup":

@@ -70,6 +70,7 @@ class _Examples:
 class SamplersPlugin:
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, None, None]:
+        __tracebackhide__ = True  # a test's failure is not the plugin's frame
         if RECORD_KEY not in item.stash or not _is_hypothesis_test(item):
             return (yield)
         observability = _hypothesis_observability()
