@@ -52,6 +52,16 @@ def workloads(srv: LLMServer) -> tuple[dict[str, Callable[[], Any]], list[Any]]:
         ):
             pass
 
+    def chat_raw() -> None:  # langchain-openai, litellm: with_raw_response, parsed later
+        oc.chat.completions.with_raw_response.create(model="gpt", messages=MSG).parse()
+
+    def chat_raw_stream() -> None:
+        raw = oc.chat.completions.with_raw_response.create(
+            model="gpt", messages=MSG, stream=True, stream_options={"include_usage": True}
+        )
+        for _ in raw.parse():
+            pass
+
     def responses() -> None:
         oc.responses.create(model="gpt", input="one two three")
 
@@ -65,6 +75,8 @@ def workloads(srv: LLMServer) -> tuple[dict[str, Callable[[], Any]], list[Any]]:
     return {
         "openai chat": chat,
         "openai chat stream": chat_stream,
+        "openai chat raw": chat_raw,
+        "openai chat raw stream": chat_raw_stream,
         "openai responses": responses,
         "anthropic messages": messages,
         "anthropic stream": messages_stream,
@@ -72,9 +84,12 @@ def workloads(srv: LLMServer) -> tuple[dict[str, Callable[[], Any]], list[Any]]:
 
 
 def direct_overhead_us(cap: LLMCapture) -> float:
-    """What the patch adds to one non-streamed chat call, without the network around it."""
+    """What the patches add to one non-streamed chat call, without the network around it:
+    the call's start in ``request``, tying its HTTP request in ``_build_request``, the
+    safety net's check in ``send``, and reading the result in ``_parse``."""
     from types import SimpleNamespace
 
+    import httpx2
     from openai.types.chat import ChatCompletion
 
     patch = cap._patches[0]
@@ -86,15 +101,20 @@ def direct_overhead_us(cap: LLMCapture) -> float:
                   "prompt_tokens_details": {"cached_tokens": 0}},
     })
     options = SimpleNamespace(method="post", url="/chat/completions", json_data={"model": "m"})
+    request = httpx2.Request("POST", "http://127.0.0.1/v1/chat/completions")
+    net = cap._nets[1]
     stats = LLMStats()
-    cap.start(stats.add)
+    cap.start(stats.add, stats.add_uncaptured)
 
     def one() -> None:
         pending = patch._begin(options)
         assert pending is not None
         token = cap.inflight.set(pending)
-        cap.inflight.reset(token)
+        patch.requests[request] = pending
+        net.check(request)
+        patch.requests.pop(request)
         patch._after(pending, result)
+        cap.inflight.reset(token)
 
     try:
         n = 5_000
@@ -136,7 +156,7 @@ def main() -> None:
                     else:
                         cap.ensure_installed()
                         if mode == "on":
-                            cap.start(stats.add)
+                            cap.start(stats.add, stats.add_uncaptured)
                     c0 = time.thread_time()
                     t0 = time.perf_counter()
                     fn()
@@ -172,7 +192,7 @@ def main() -> None:
                 f" {cpus[mode] * 1e6:8.1f} {rc:7.3f}"
             )
     print(f"worst on/off: wall {worst['wall']:.3f}, cpu {worst['cpu']:.3f} (target <= 1.05)")
-    print(f"recorded calls: {stats.calls}")
+    print(f"recorded calls: {stats.calls}, uncaptured requests: {stats.uncaptured_calls}")
     print("capture's own work per non-streamed call (request classification, agent lookup,")
     print(f"usage read, record into LLMStats), measured alone: {direct_us:.1f} us")
     offs = [statistics.median(times[n]["off"]) * 1e6 for n in loads]

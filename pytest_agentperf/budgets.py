@@ -228,11 +228,17 @@ def measured_value(record: Mapping[str, Any], key: BudgetKey) -> Any:
 
 def _unknown_note(record: Mapping[str, Any], name: str) -> str | None:
     """Why the value of ``name`` cannot be trusted to be within its limit, if so."""
+    uncaptured = _lookup(record, ("llm", "uncaptured_paths"))
+    if uncaptured and name in ("tokens", "tokens_per_request", "llm_calls", "cost_usd"):
+        return ("unverifiable: LLM API requests the capture did not see as calls: "
+                + ", ".join(f"{n}x POST {p}" for p, n in uncaptured.items()))
     if name in ("tokens", "tokens_per_request"):
         unknown = _lookup(record, ("tokens", "unknown_calls")) or 0
         if unknown:
-            return (f"{unknown} LLM calls reported no usage (a stream without "
-                    "stream_options={'include_usage': True}); the total is a lower bound")
+            streams = _lookup(record, ("llm", "unknown_usage_streams")) or 0
+            why = (" (streams without stream_options={'include_usage': True})"
+                   if streams == unknown else "")
+            return f"{unknown} LLM calls reported no usage{why}; the total is a lower bound"
     elif name == "ttft_p95":
         if _lookup(record, ("llm", "ttft_p95_s")) is None:
             return "no streamed LLM call measured a time to first token"

@@ -92,7 +92,9 @@ def add_compare_parser(subparsers: Any) -> None:
         description="Compare NEW with BASE test by test and metric by metric. A regression "
         "is a change beyond the tolerance and, for latency, statistically significant "
         "(one-sided Mann-Whitney U). Exit 1 when any test regressed.")
-    p.add_argument("base", metavar="BASE", help="baseline report, or 'history' (see --db)")
+    p.add_argument("base", metavar="BASE",
+                   help="baseline report, or 'history': per test the runs since its last "
+                   "change point in the history database (see --db)")
     p.add_argument("new", metavar="NEW", help="the report to check")
     p.add_argument("--tolerance", type=_tolerances, default={}, metavar="SPEC",
                    help="e.g. latency=10%%,memory=10%%,tokens=5%%,memory_floor=5")
@@ -108,9 +110,16 @@ def add_compare_parser(subparsers: Any) -> None:
 def run_compare(args: argparse.Namespace) -> int:
     new = load_report(args.new)
     if args.base == "history":
+        from .history.changes import HistoryBaseline
+
         with _open_history(args.db) as history:
             fp = args.group or fingerprint(new.get("environment") or {})
             base = history.baseline_report(fp)
+            if base is not None:  # as the plugin: each test's runs since its change point
+                per_test = HistoryBaseline(history, fp)
+                base["tests"] = [e for e in (per_test.entry(str(t.get("nodeid")))[0]
+                                             for t in new.get("tests", [])
+                                             if isinstance(t, dict)) if e is not None]
         if base is None:
             what = f"machine group {fp!r}" if args.group else f"machine fingerprint {fp}"
             raise CliError(f"history database {display_target(args.db)} has no complete run "
@@ -175,6 +184,15 @@ def add_history_parser(subparsers: Any) -> None:
                    help=_DB_HELP)
     p.add_argument("--limit", type=_positive_int, default=20, metavar="N",
                    help="how many runs to show (default 20)")
+    p.add_argument("--changes", action="store_true",
+                   help="list the change points of every test (level shifts found by "
+                   "E-divisive with a permutation test) that began in the last --recent "
+                   "runs, worst first")
+    p.add_argument("--recent", type=_positive_int, default=10, metavar="N",
+                   help="with --changes: how recent a change point must be (default 10 runs)")
+    p.add_argument("--group", default=None, metavar="NAME",
+                   help="machine group (--perf-history-group or fingerprint) whose runs to "
+                   "search for change points (default: the test's latest run's)")
     p.set_defaults(func=run_history)
 
 
@@ -196,6 +214,8 @@ def run_history(args: argparse.Namespace) -> int:
     if args.file is not None:
         raise CliError(f"unexpected argument {args.file!r} (FILE is for history import)")
     with _open_history(args.db) as history:
+        if args.changes:
+            return _print_changes(history, args)
         if args.nodeid is None:
             runs = history.runs(limit=args.limit)
             if not runs:
@@ -209,18 +229,68 @@ def run_history(args: argparse.Namespace) -> int:
                           "tests", "failed"), rows))
             return 0
         nodeid = _resolve_nodeid(history.nodeids(), args.nodeid, display_target(args.db))
-        points = history.trend(nodeid, limit=args.limit)
+        from .history.changes import DEFAULT_WINDOW, latest_group, test_changes
+
+        group = args.group or latest_group(history, nodeid)
+        points, changes = test_changes(history, nodeid, group,
+                                       window=max(args.limit, DEFAULT_WINDOW))
+        points = points[-args.limit:]
+        marks: dict[int, list[str]] = {}
+        for c in changes:
+            marks.setdefault(c.run_id, []).append(
+                f"{c.metric.split('.')[-1]} {_pct(c.change)}")
         first = next((p.p50 for p in points if p.p50), None)
         trend_rows: list[tuple[str, ...]] = [
             (str(p.run_id), p.created, (p.git_commit or "-")[:10], p.outcome or "-",
              _ms(p.p50), _ms(p.p95), _ms(p.mean), "-" if p.count is None else str(p.count),
                  "-" if p.peak_mb is None else f"{p.peak_mb:.1f}",
                  "-" if p.tokens is None else str(p.tokens),
-                 "-" if not (first and p.p50) else f"{(p.p50 / first - 1) * 100:+.1f}%")
+                 "-" if not (first and p.p50) else f"{(p.p50 / first - 1) * 100:+.1f}%",
+                 ("<- change: " + ", ".join(marks[p.run_id])) if p.run_id in marks else "")
                 for p in points]
-        print(nodeid)
+        print(f"{nodeid} (machine group {group})")
         print(_table(("run", "created (UTC)", "commit", "outcome", "p50 ms", "p95 ms",
-                      "mean ms", "n", "peak MiB", "tokens", "p50 vs first"), trend_rows))
+                      "mean ms", "n", "peak MiB", "tokens", "p50 vs first", ""), trend_rows))
+        if changes:
+            print("\nchange points (E-divisive, permutation test):")
+            for c in changes:
+                print(f"  run {c.run_id} ({(c.git_commit or '-')[:10]}, {c.created}): "
+                      f"{_describe_change(c)}")
+        else:
+            print("\nno change points")
+    return 0
+
+
+def _pct(change: float | None) -> str:
+    return "n/a" if change is None else f"{change * 100:+.1f}%"
+
+
+def _value(v: float, unit: str) -> str:
+    if unit == "s":
+        return f"{v * 1e3:.2f} ms"
+    return f"{v:.1f} MiB" if unit == "MiB" else f"{v:g} {unit}"
+
+
+def _describe_change(c: Any) -> str:
+    return (f"{c.metric} {_value(c.before, c.unit)} -> {_value(c.after, c.unit)} "
+            f"({_pct(c.change)}, p={c.p_value:.3g})")
+
+
+def _print_changes(history: HistoryStore, args: argparse.Namespace) -> int:
+    from .history.changes import DEFAULT_WINDOW, recent_changes
+
+    changes = recent_changes(history, args.group, window=max(args.limit, DEFAULT_WINDOW),
+                             recent=args.recent)
+    if args.nodeid is not None:
+        changes = [c for c in changes if args.nodeid in c.nodeid]
+    if not changes:
+        print(f"no change points in the last {args.recent} runs of any test")
+        return 0
+    rows = [(c.nodeid, c.metric, str(c.run_id), (c.git_commit or "-")[:10],
+             _value(c.before, c.unit), _value(c.after, c.unit), _pct(c.change),
+             f"{c.p_value:.3g}", str(c.runs_ago)) for c in changes]
+    print(_table(("test", "metric", "run", "commit", "before", "after", "change", "p",
+                  "runs ago"), rows))
     return 0
 
 

@@ -251,8 +251,10 @@ def line_chart(
     xlabel: str = "",
     ylabel: str = "",
     hline: tuple[str, float] | None = None,
+    vlines: Sequence[tuple[float, str]] = (),
 ) -> str:
-    """Lines (one per ``(label, values, css_class)``) over ``xs``; ``None`` breaks a line."""
+    """Lines (one per ``(label, values, css_class)``) over ``xs``; ``None`` breaks a line.
+    ``vlines`` are ``(x, label)`` markers (change points), drawn dashed across the plot."""
     xfmt = xfmt or (lambda v: _sig(v))
     yfmt = yfmt or (lambda v: _sig(v))
     values = [v for _, vs, _ in series for v in vs if v is not None]
@@ -269,6 +271,12 @@ def line_chart(
         body.append(f'<line class="budget" data-key="{_e(hline[0])}" x1="{ML}" x2="{W - MR}" '
                     f'y1="{py:.1f}" y2="{py:.1f}"/><text class="budget-label" x="{W - MR - 2}" '
                     f'y="{py - 3:.1f}" text-anchor="end">{_e(hline[0])}</text>')
+    for xv, label in vlines:
+        px = x(xv)
+        body.append(f'<line class="change" x1="{px:.1f}" x2="{px:.1f}" y1="{MT}" '
+                    f'y2="{H - MB}"><title>{_e(label)}</title></line>'
+                    f'<text class="change-label" x="{px + 2:.1f}" y="{MT + 10}">'
+                    f"{_e(label.split(':')[0])}</text>")
     for n, (label, vs, css) in enumerate(series):
         runs: list[list[str]] = [[]]
         for xv, yv in zip(xs, vs, strict=False):
@@ -502,11 +510,22 @@ def _history(entries: Sequence[Mapping[str, Any]]) -> str:
                              ("peak_mb", "peak memory (MiB)", lambda v: _sig(v)),
                              ("tokens", "tokens", lambda v: _fmt_num(round(v, 3)))):
         vals = [_num(p.get(key)) for p in points]
+        marks = [(float(i), f"change {_pct_text(c.get('change'))}: "
+                  f"{yfmt(_num(c.get('before')) or 0)} -> {yfmt(_num(c.get('after')) or 0)}, "
+                  f"p={_sig(_num(c.get('p_value')) or 0)}")
+                 for i, p in enumerate(points) for c in _list(p.get("changes"))
+                 if isinstance(c, Mapping) and c.get("metric") == key]
         if any(v is not None for v in vals):
             out.append(line_chart("trend", f"trend: {title}", xs, [(title, vals, "s1")],
-                                  xfmt=xfmt, yfmt=yfmt, xlabel="run", ylabel=key))
+                                  xfmt=xfmt, yfmt=yfmt, xlabel="run", ylabel=key,
+                                  vlines=marks))
     out.append("</div>")
     return "".join(out)
+
+
+def _pct_text(change: Any) -> str:
+    v = _num(change)
+    return "n/a" if v is None else f"{v * 100:+.1f}%"
 
 
 def _details(test: Mapping[str, Any], history: Sequence[Mapping[str, Any]] | None) -> str:
@@ -616,6 +635,8 @@ def _summary(report: Mapping[str, Any]) -> str:
     if report.get("complete") is False:
         out.append('<p class="warn">Incomplete report: '
                    f"{_e(report.get('incomplete_reason') or 'unknown reason')}</p>")
+    for error in _list(report.get("plugin_errors")):
+        out.append(f'<p class="warn">Plugin error: {_e(error)}</p>')
     env = _dict(report.get("environment"))
     settings = _dict(report.get("settings"))
     if env or settings:
@@ -802,6 +823,8 @@ svg .bar{fill:#8fb3ee}svg .pct{stroke:#555;stroke-dasharray:2 3}
 svg .pct-label{font-size:10px;fill:#555}
 svg .budget{stroke:var(--bad);stroke-width:2;stroke-dasharray:6 3}
 svg .budget-label{font-size:11px;fill:var(--bad);stroke:none;font-weight:600}
+svg .change{stroke:var(--warn);stroke-width:1.5;stroke-dasharray:3 3}
+svg .change-label{font-size:10px;fill:var(--warn);stroke:none}
 svg .line{fill:none;stroke-width:1.8}svg .legend{font-size:11px;font-weight:600}
 svg .s1{stroke:var(--acc);fill:var(--acc)}svg .s2{stroke:#7b3fc4;fill:#7b3fc4}
 svg .s3{stroke:var(--bad);fill:var(--bad)}svg polyline.line{fill:none}

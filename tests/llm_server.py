@@ -9,7 +9,11 @@ drive the special cases:
 * ``x-cached`` / ``x-reasoning`` (OpenAI) and ``x-cache-read`` / ``x-cache-write``
   (Anthropic): the cached, reasoning and cache-creation token counts reported;
 * ``x-fail-key`` + ``x-fail-times``: the first N requests with that key get a 429 with
-  ``retry-after-ms: 1``; ``x-status``: answer with that error status.
+  ``retry-after-ms: 1``; ``x-status``: answer with that error status;
+* ``x-no-usage``: send no usage at all.
+
+Every response has a fresh id (``chatcmpl-N``, ``resp_N``, ``msg_N``, ``emb-N``); the server
+counts what it answered in :attr:`LLMServer.sent` (requests, and the usage it reported).
 """
 
 from __future__ import annotations
@@ -39,12 +43,36 @@ def _int_header(request: web.Request, name: str) -> int:
     return int(request.headers.get(name, "0"))
 
 
+class Sent:
+    """What the server answered successfully: requests and the token usage it reported."""
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.prompt = 0
+        self.completion = 0
+        self.no_usage = 0
+
+    @property
+    def total(self) -> int:
+        return self.prompt + self.completion
+
+    def add(self, prompt: int | None, completion: int | None) -> None:
+        self.requests += 1
+        if prompt is None:
+            self.no_usage += 1
+        else:
+            self.prompt += prompt
+            self.completion += completion or 0
+
+
 class LLMServer:
     """Start with :meth:`start` (returns self), stop with :meth:`stop`; ``base_url`` is the root."""
 
     def __init__(self) -> None:
         self.requests: list[tuple[str, dict[str, Any]]] = []
         self._failures: dict[str, int] = {}
+        self.sent = Sent()
+        self._ids = 0
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._runner: web.AppRunner | None = None
@@ -64,6 +92,7 @@ class LLMServer:
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_post("/v1/responses", self._responses)
         app.router.add_post("/v1/messages", self._messages)
+        app.router.add_post("/v1/embeddings", self._embeddings)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -76,6 +105,15 @@ class LLMServer:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
         self._loop.close()
+
+    def reset(self) -> Sent:
+        """Start counting afresh; returns what was counted so far."""
+        sent, self.sent = self.sent, Sent()
+        return sent
+
+    def _next_id(self, prefix: str) -> str:
+        self._ids += 1
+        return f"{prefix}{self._ids}"
 
     # -- shared ----------------------------------------------------------------------------
     async def _prelude(
@@ -127,18 +165,22 @@ class LLMServer:
             "completion_tokens_details": {"reasoning_tokens": _int_header(request, "x-reasoning")},
         }
         delay = _int_header(request, "x-delay-ms") / 1000
-        base = {"id": "chatcmpl-1", "created": 0, "model": model}
+        base = {"id": self._next_id("chatcmpl-"), "created": 0, "model": model}
+        no_usage = "x-no-usage" in request.headers
         if not body.get("stream"):
             await asyncio.sleep(delay)
+            self.sent.add(None if no_usage else prompt, len(REPLY))
             return web.json_response({
                 **base, "object": "chat.completion",
                 "choices": [{
                     "index": 0, "finish_reason": "stop", "logprobs": None,
                     "message": {"role": "assistant", "content": " ".join(REPLY)},
                 }],
-                "usage": usage,
+                "usage": None if no_usage else usage,
             })
         include = bool((body.get("stream_options") or {}).get("include_usage"))
+        include = include and not no_usage
+        self.sent.add(prompt if include else None, len(REPLY))
 
         async def events() -> AsyncIterator[tuple[str | None, Any]]:
             def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
@@ -172,10 +214,13 @@ class LLMServer:
         prompt = _words(body.get("input"))
         text = " ".join(REPLY)
         delay = _int_header(request, "x-delay-ms") / 1000
+        rid = self._next_id("resp_")
+        no_usage = "x-no-usage" in request.headers
+        self.sent.add(None if no_usage else prompt, len(REPLY))
 
         def response(status: str, with_output: bool) -> dict[str, Any]:
             return {
-                "id": "resp_1", "object": "response", "created_at": 0, "model": model,
+                "id": rid, "object": "response", "created_at": 0, "model": model,
                 "status": status, "parallel_tool_calls": True, "tool_choice": "auto",
                 "tools": [], "metadata": {}, "error": None, "incomplete_details": None,
                 "instructions": None, "temperature": 1.0, "top_p": 1.0,
@@ -190,7 +235,7 @@ class LLMServer:
                     "output_tokens_details": {
                         "reasoning_tokens": _int_header(request, "x-reasoning")
                     },
-                } if with_output else None,
+                } if with_output and not no_usage else None,
             }
 
         if not body.get("stream"):
@@ -245,8 +290,9 @@ class LLMServer:
             "input_tokens": prompt, "output_tokens": len(REPLY),
             "cache_read_input_tokens": read, "cache_creation_input_tokens": write,
         }
+        self.sent.add(prompt + read + write, len(REPLY))
         message = {
-            "id": "msg_1", "type": "message", "role": "assistant", "model": model,
+            "id": self._next_id("msg_"), "type": "message", "role": "assistant", "model": model,
             "content": [{"type": "text", "text": " ".join(REPLY)}],
             "stop_reason": "end_turn", "stop_sequence": None, "usage": usage,
         }
@@ -279,3 +325,16 @@ class LLMServer:
             yield "message_stop", {"type": "message_stop"}
 
         return await self._sse(request, events())
+
+    # -- OpenAI embeddings -------------------------------------------------------------------
+    async def _embeddings(self, request: web.Request) -> web.StreamResponse:
+        body, error = await self._prelude(request, "embeddings")
+        if error is not None:
+            return error
+        prompt = _words(body.get("input"))
+        self.sent.add(prompt, 0)
+        return web.json_response({
+            "object": "list", "model": body["model"],
+            "data": [{"object": "embedding", "index": 0, "embedding": [0.5, 0.25]}],
+            "usage": {"prompt_tokens": prompt, "total_tokens": prompt},
+        })

@@ -148,7 +148,8 @@ def test_raising_report_hook_does_not_lose_the_report(pt: pytest.Pytester) -> No
     assert report["plugin_errors"] == [
         "pytest_agentperf_report hook failed: RuntimeError('boom in report hook')"]
     assert report["baseline"]["source"].endswith("base.json")  # the gate's hook still ran
-    assert (pt.path / "r.html").is_file()
+    assert "Plugin error: pytest_agentperf_report hook failed: RuntimeError(" in (
+        pt.path / "r.html").read_text()
 
 
 def test_non_finite_values_do_not_lose_report_html_or_history(pt: pytest.Pytester) -> None:
@@ -216,6 +217,73 @@ def test_quick_tests_before_a_sigkilled_one_are_in_the_report(pt: pytest.Pyteste
     report = read_report(pt.path / "r.json")
     assert report["complete"] is False
     assert _names(report) == [f"test_quick[{i}]" for i in range(5)]
+
+
+def test_tests_finished_just_before_a_long_one_are_written_during_it(
+        pt: pytest.Pytester) -> None:
+    # past the first snapshots: 15 quick tests finish within the snapshot interval, then
+    # a long unmeasured test runs; the timer writes them while it runs (it waits, bounded,
+    # for the report to hold them, so the test does not depend on the machine's speed)
+    pt.makepyfile(
+        """
+        import json, os, pathlib, signal, time, pytest
+
+        @pytest.mark.perf_budget(p95=10)
+        @pytest.mark.parametrize("i", range(15))
+        def test_quick(i):
+            pass
+
+        def test_long_one_killed():
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                try:
+                    if len(json.loads(pathlib.Path("r.json").read_text())["tests"]) == 15:
+                        break
+                except ValueError:
+                    pass
+                time.sleep(0.05)
+            os.kill(os.getpid(), signal.SIGKILL)
+        """
+    )
+    result = pt.runpytest_subprocess("--perf-report=r.json")
+    assert result.ret == -signal.SIGKILL
+    assert len(read_report(pt.path / "r.json")["tests"]) == 15
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="POSIX fork")
+def test_snapshot_timer_is_not_running_when_a_test_forks(pt: pytest.Pytester) -> None:
+    # Python 3.12+ warns when a multi-threaded process forks (an error under
+    # filterwarnings=error): the timer stops before a fork and restarts after the test
+    pt.makepyfile(
+        """
+        import os, threading, pytest
+
+        def _timer_alive():
+            return any(t.name == "agentperf-snapshots" for t in threading.enumerate())
+
+        @pytest.mark.perf_budget(p95=10)
+        def test_quick():
+            pass
+
+        def test_forks():
+            assert _timer_alive()
+            pid = os.fork()
+            if pid == 0:
+                os._exit(0)
+            os.waitpid(pid, 0)
+            assert not _timer_alive()
+
+        @pytest.mark.perf_budget(p95=10)
+        def test_after():
+            pass
+
+        def test_restarted():
+            assert _timer_alive()
+        """
+    )
+    result = pt.runpytest_subprocess("--perf-report=r.json", "-W", "error::DeprecationWarning")
+    result.assert_outcomes(passed=4)
+    assert read_report(pt.path / "r.json")["complete"] is True
 
 
 def test_sigterm_writes_an_incomplete_report_then_terminates(pt: pytest.Pytester) -> None:

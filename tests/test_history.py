@@ -246,3 +246,117 @@ def test_read_only_database_is_readable_by_every_read_command() -> None:
         if data.is_dir():
             data.chmod(0o755)
         shutil.rmtree(home)
+
+
+# -- change points ----------------------------------------------------------------------
+def _record_levels(db: Path, levels: list[float], tokens: list[int] | None = None) -> None:
+    import random as _random
+
+    rng = _random.Random(7)
+    with History(db) as h:
+        for i, level in enumerate(levels):
+            samples = [0.010 * level * (1 + rng.gauss(0, 0.01)) for _ in range(10)]
+            r = report(entry(samples, "t.py::step", tokens=(tokens or [100] * len(levels))[i]),
+                       entry([0.010 * (1 + rng.gauss(0, 0.01)) for _ in range(10)],
+                             "t.py::flat"))
+            r["environment"]["git_commit"] = f"c{i:03d}" + "0" * 36
+            h.record_run(r)
+
+
+def test_change_points_name_run_commit_levels_and_significance(tmp_path: Path) -> None:
+    from pytest_agentperf.history.changes import recent_changes, test_changes
+
+    db = tmp_path / "h.db"
+    _record_levels(db, [1.0] * 12 + [1.3] * 8, tokens=[100] * 16 + [150] * 4)
+    with History(db, readonly=True) as h:
+        points, changes = test_changes(h, "t.py::step")
+        assert len(points) == 20
+        by_metric = {c.metric: c for c in changes}
+        p50 = by_metric["latency.p50"]
+        assert (p50.run_id, p50.git_commit[:4], p50.runs_ago) == (13, "c012", 7)
+        assert p50.before == pytest.approx(0.010, rel=0.02)
+        assert p50.after == pytest.approx(0.013, rel=0.02)
+        assert p50.change == pytest.approx(0.3, abs=0.03) and p50.p_value <= 0.005
+        tokens = by_metric["tokens.total"]
+        assert (tokens.run_id, tokens.before, tokens.after) == (17, 100, 150)
+        assert test_changes(h, "t.py::flat")[1] == []
+        recent = recent_changes(h, recent=10)
+        assert recent[0] == tokens  # +50 %: the worst first
+        changes_in_order = [c.change for c in recent]
+        assert changes_in_order == sorted(changes_in_order, reverse=True)
+        assert all(c.nodeid == "t.py::step" for c in recent)
+        assert recent_changes(h, recent=5) == [tokens]  # the latency step is 7 runs old
+
+
+def test_cli_marks_change_points_and_lists_recent_ones_worst_first(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from pytest_agentperf.cli import main
+
+    db = tmp_path / "h.db"
+    _record_levels(db, [1.0] * 12 + [1.3] * 8, tokens=[100] * 16 + [150] * 4)
+    assert main(["history", "step", "--db", str(db)]) == 0
+    out = capsys.readouterr().out
+    row13 = next(line for line in out.splitlines() if line.startswith("13 "))
+    assert "<- change: mean +29.7%, p50 +29.9%, p95 +30.0%" in row13 and "c012" in row13
+    assert "run 13 (c012" in out and "latency.p50 10.0" in out and "p=0.00" in out
+    assert "run 17 (c016" in out and "tokens.total 100 tokens -> 150 tokens (+50.0%" in out
+    assert main(["history", "--changes", "--db", str(db)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[:3] == ["test", "metric", "run"]
+    assert lines[1].split()[:3] == ["t.py::step", "tokens.total", "17"]
+    assert len(lines) == 1 + 4  # tokens, p50, p95, mean
+    assert main(["history", "--changes", "--recent", "3", "--db", str(db)]) == 0
+    assert "no change points in the last 3 runs" in capsys.readouterr().out
+
+
+def test_html_trend_draws_change_points(tmp_path: Path) -> None:
+    from pytest_agentperf.html import render_html
+
+    db = tmp_path / "h.db"
+    _record_levels(db, [1.0] * 10 + [1.3] * 8)
+    with History(db, readonly=True) as h:
+        trends = h.trends(["t.py::step", "t.py::flat"])
+    (marked,) = [i for i, p in enumerate(trends["t.py::step"]) if p["changes"]]
+    assert marked == 10 and trends["t.py::step"][10]["changes"][0]["metric"] == "p95"
+    assert not any(p["changes"] for p in trends["t.py::flat"])
+    page = render_html(report(entry([0.013] * 10, "t.py::step"), entry([0.01] * 10,
+                                                                        "t.py::flat")),
+                       history=trends)
+    assert page.count('<line class="change"') == 1
+    assert "change +30." in page
+
+
+def test_importing_the_plugin_imports_no_database_driver(pt: pytest.Pytester) -> None:
+    code = ("import sys, pytest_agentperf, pytest_agentperf.plugin, pytest_agentperf.history, "
+            "pytest_agentperf.cli\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('sqlite3', 'psycopg', "
+            "'_sqlite3')))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "[]"
+    pt.makepyfile(test_mods="""
+import sys
+def test_no_driver(perf_record):
+    perf_record.add_latency(0.01)
+    assert not {"sqlite3", "_sqlite3", "psycopg"} & set(sys.modules)
+""")
+    pt.runpytest_subprocess("--perf-report=r.json").assert_outcomes(passed=1)
+
+
+def test_cli_compare_with_history_uses_the_runs_since_the_change_point(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from pytest_agentperf.cli import main
+
+    db = tmp_path / "h.db"
+    _record_levels(db, [1.0] * 20 + [0.6] * 3)  # a 40 % speed-up, 3 runs ago
+    steady = [0.006 * 1.2 * (1 + k * 0.001) for k in range(10)]  # +20 % on the new level
+    new = tmp_path / "new.json"
+    new.write_text(json.dumps(report(entry(steady, "t.py::step"))))
+    with History(db, readonly=True) as h:
+        pooled = h.baseline_report(fingerprint(report()["environment"]))
+    assert pooled is not None  # the last 5 runs mix both levels and hide the regression
+    assert not compare_reports(pooled, json.loads(new.read_text())).has_regressions
+    assert main(["compare", "history", str(new), "--db", str(db)]) == 1
+    assert "latency.p50" in capsys.readouterr().out

@@ -161,7 +161,7 @@ def test_cli_export_sqlite_import_postgres_and_read_commands(
     db = tmp_path / "h.db"
     steady = [0.010 + i * 1e-4 for i in range(8)]
     with open_history(db) as h:
-        h.record_run(report(entry(steady, "t.py::test_a")), branch="main")
+        h.record_run(report(entry(steady, "t.py::test_a")), branch="main", group="ci")
         h.record_run(report(entry([v * 1.5 for v in steady], "t.py::test_a")), group="ci")
     out = tmp_path / "runs.jsonl"
     assert main(["history", "export", "-o", str(out), "--db", str(db)]) == 0
@@ -179,7 +179,8 @@ def test_cli_export_sqlite_import_postgres_and_read_commands(
             p.p50 for p in sqh.trend("t.py::test_a")]
     new = tmp_path / "new.json"
     new.write_text(json.dumps(report(entry([v * 3 for v in steady], "t.py::test_a"))))
-    assert main(["compare", "history", str(new), "--db", pg_url]) == 1
+    assert main(["compare", "history", str(new), "--db", pg_url]) == 2  # not in group ci
+    assert main(["compare", "history", str(new), "--db", pg_url, "--group", "ci"]) == 1
     assert main(["html", str(new), "-o", str(tmp_path / "r.html"), "--db", pg_url]) == 0
     assert "History (2 runs" in (tmp_path / "r.html").read_text()
     bad = tmp_path / "bad.jsonl"

@@ -7,10 +7,12 @@ background thread; nothing in the SDKs is mocked.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -559,3 +561,326 @@ def test_price_table_errors_name_model_and_key(raw: dict[str, Any], message: str
     with pytest.raises(ValueError, match=message) as info:
         parse_price_table(raw)
     assert "'m'" in str(info.value)
+
+
+# -- every call shape ---------------------------------------------------------------------------
+CHAT_USAGE = (3, N_OUT, 3 + N_OUT)
+
+
+def _usage(c: LLMCall) -> tuple[int | None, int | None, int | None]:
+    return (c.prompt_tokens, c.completion_tokens, c.total_tokens)
+
+
+def test_openai_raw_and_streaming_response_shapes(server: LLMServer, cap: Captured) -> None:
+    server.reset()
+    inc = {"include_usage": True}
+    with oai(server) as client:
+        chat = client.chat.completions
+        raw = chat.with_raw_response.create(model="gpt-a", messages=MSG)  # langchain, litellm
+        assert raw.parse().usage.total_tokens == 3 + N_OUT
+        raw.parse()  # parsing twice is still one call
+        with chat.with_streaming_response.create(model="gpt-a", messages=MSG) as resp:
+            resp.parse()
+        raw_stream = chat.with_raw_response.create(
+            model="gpt-a", messages=MSG, stream=True, stream_options=inc,
+            extra_headers={"x-delay-ms": "30"})
+        for _ in raw_stream.parse():
+            pass
+        with chat.with_streaming_response.create(
+            model="gpt-a", messages=MSG, stream=True, stream_options=inc
+        ) as resp:
+            for _ in resp.parse():
+                pass
+        parsed = chat.parse(model="gpt-a", messages=MSG)  # structured-output helper
+        assert parsed.choices[0].message.content
+        resp_raw = client.responses.with_raw_response.create(model="gpt-r", input="a b")
+        resp_raw.parse()
+        with client.responses.with_streaming_response.create(
+            model="gpt-r", input="a b", stream=True
+        ) as resp:
+            for _ in resp.parse():
+                pass
+        client.embeddings.create(model="emb", input="one two")
+    calls = cap.calls
+    assert len(calls) == 8
+    assert [c.streamed for c in calls] == [False, False, True, True, False, False, True, False]
+    assert all(_usage(c) == CHAT_USAGE for c in calls[:5])
+    assert all(_usage(c) == (2, N_OUT, 2 + N_OUT) for c in calls[5:7])
+    assert _usage(calls[7]) == (2, None, 2) and calls[7].operation == "embeddings"
+    assert calls[2].ttft_s is not None and calls[2].ttft_s >= 0.025
+    assert calls[2].latency_s >= calls[2].ttft_s
+    ids = [c.response_id for c in calls[:7]]
+    assert len(set(ids)) == 7 and None not in ids
+    assert sum(c.total_tokens or 0 for c in calls) == server.sent.total
+
+
+async def _parsed(raw: Any) -> Any:
+    """``raw.parse()``: a coroutine for async raw responses of some SDK versions."""
+    out = raw.parse()
+    return await out if asyncio.iscoroutine(out) else out
+
+
+@pytest.mark.asyncio
+async def test_async_raw_and_streaming_response_shapes(server: LLMServer, cap: Captured) -> None:
+    async with aoai(server) as client:
+        chat = client.chat.completions
+        raw = await chat.with_raw_response.create(model="gpt-a", messages=MSG)
+        await _parsed(raw)
+        async with chat.with_streaming_response.create(model="gpt-a", messages=MSG) as resp:
+            await resp.parse()
+        raw_stream = await chat.with_raw_response.create(
+            model="gpt-a", messages=MSG, stream=True, stream_options={"include_usage": True})
+        async for _ in await _parsed(raw_stream):
+            pass
+        resp_raw = await client.responses.with_raw_response.create(
+            model="gpt-r", input="a b", stream=True)
+        async for _ in await _parsed(resp_raw):
+            pass
+    async with anthropic.AsyncAnthropic(
+        base_url=server.base_url, api_key="k", max_retries=0, open_telemetry=False
+    ) as aclient:
+        araw = await aclient.messages.with_raw_response.create(
+            model="claude-a", max_tokens=5, messages=MSG)
+        await _parsed(araw)
+    assert [_usage(c) for c in cap.calls] == [CHAT_USAGE] * 3 + [(2, N_OUT, 2 + N_OUT),
+                                                                  CHAT_USAGE]
+    assert [c.streamed for c in cap.calls] == [False, False, True, True, False]
+
+
+def test_anthropic_raw_and_streaming_response(server: LLMServer, cap: Captured) -> None:
+    with ant(server) as client:
+        client.messages.with_raw_response.create(model="claude-a", max_tokens=5,
+                                                 messages=MSG).parse()
+        with client.messages.with_streaming_response.create(
+            model="claude-a", max_tokens=5, messages=MSG, stream=True
+        ) as resp:
+            for _ in resp.parse():
+                pass
+    assert [_usage(c) for c in cap.calls] == [CHAT_USAGE, CHAT_USAGE]
+    assert [c.streamed for c in cap.calls] == [False, True]
+
+
+def test_raw_response_never_parsed_is_still_one_call(server: LLMServer, cap: Captured) -> None:
+    with oai(server) as client:
+        raw = client.chat.completions.with_raw_response.create(model="gpt-a", messages=MSG)
+        assert raw.headers["content-type"].startswith("application/json")
+        assert cap.calls == []
+        del raw
+    c = cap.one()
+    assert c.total_tokens is None  # counted, usage unknown: never a silent 0
+
+
+# -- other instrumentations cannot route around the capture -------------------------------------
+def test_client_wrapped_before_the_patch_is_still_captured(server: LLMServer) -> None:
+    """OpenInference wraps ``OpenAI.request``, logfire sets ``client.request``: both keep the
+    method they found, here the unpatched one."""
+    found = sys.modules["openai._base_client"].SyncAPIClient.__dict__["request"]
+    afound = sys.modules["openai._base_client"].AsyncAPIClient.__dict__["request"]
+    seen: list[str] = []
+
+    def openinference_like(self: Any, *args: Any, **kwargs: Any) -> Any:
+        seen.append("wrapper")
+        return found(self, *args, **kwargs)
+
+    c = Captured()
+    openai.OpenAI.request = openinference_like
+    try:
+        c.capture.ensure_installed()
+        c.capture.start(c.calls.append)
+        with oai(server, max_retries=2) as client:
+            client.chat.completions.create(model="gpt-a", messages=MSG)
+            stream = client.chat.completions.create(
+                model="gpt-a", messages=MSG, stream=True, stream_options={"include_usage": True})
+            for _ in stream:
+                pass
+            client.chat.completions.create(
+                model="gpt-a", messages=MSG,
+                extra_headers={"x-fail-key": "bypass", "x-fail-times": "1"})
+        async def one() -> None:
+            async with aoai(server) as aclient:
+                aclient.request = functools.partial(afound, aclient)  # logfire-like
+                await aclient.chat.completions.create(model="gpt-a", messages=MSG)
+
+        asyncio.run(one())
+    finally:
+        del openai.OpenAI.request
+        c.capture.uninstall()
+    assert seen == ["wrapper"] * 3
+    assert [_usage(x) for x in c.calls] == [CHAT_USAGE] * 4
+    assert [x.streamed for x in c.calls] == [False, True, False, False]
+    assert c.calls[1].ttft_s is not None
+    assert c.calls[2].retries == 1
+
+
+# -- the HTTP safety net ------------------------------------------------------------------------
+def test_llm_requests_nothing_captured_are_reported(server: LLMServer) -> None:
+    httpx2 = pytest.importorskip("httpx2")
+    c = Captured()
+    paths: list[str] = []
+    c.capture.ensure_installed()
+    c.capture.start(c.calls.append, paths.append)
+    body = {"model": "m", "messages": MSG}
+    try:
+        with httpx2.Client(base_url=server.base_url) as http:
+            http.post("/v1/chat/completions", json=body)  # a hand-rolled client: not seen
+            http.post("/v1/chat/completions/", json=body)
+            http.get("/v1/models")  # not an LLM call
+        with oai(server) as client:
+            client.chat.completions.create(model="gpt-a", messages=MSG)
+            client.chat.completions.with_raw_response.create(model="gpt-a", messages=MSG)
+
+        async def hand_rolled() -> None:
+            async with httpx2.AsyncClient(base_url=server.base_url) as ahttp:
+                await ahttp.post("/v1/messages", json={"model": "c", "max_tokens": 1,
+                                                        "messages": MSG})
+
+        asyncio.run(hand_rolled())
+    finally:
+        c.capture.uninstall()
+    assert paths == ["/v1/chat/completions", "/v1/chat/completions/", "/v1/messages"]
+    assert len(c.calls) == 2
+
+
+def test_request_under_an_inference_span_is_attributed(server: LLMServer, cap: Captured) -> None:
+    httpx2 = pytest.importorskip("httpx2")
+    provider, _ = _provider(cap)
+    tracer = provider.get_tracer("framework")
+    paths: list[str] = []
+    cap.capture.start(cap.calls.append, paths.append)
+    chat = {"gen_ai.operation.name": "chat", "gen_ai.usage.input_tokens": 3,
+            "gen_ai.usage.output_tokens": 4}
+    with httpx2.Client(base_url=server.base_url) as http, \
+            tracer.start_as_current_span("chat m", attributes=chat), \
+            tracer.start_as_current_span("POST"):
+        http.post("/v1/chat/completions", json={"model": "m", "messages": MSG})
+    provider.shutdown()
+    assert paths == []
+    assert _usage(cap.one()) == (3, 4, 7)
+
+
+def test_stats_count_uncaptured_paths() -> None:
+    stats = LLMStats()
+    stats.add_uncaptured("/v1/chat/completions")
+    stats.add_uncaptured("/v1/chat/completions")
+    llm = stats.report_section()["llm"]
+    assert llm["uncaptured_calls"] == 2
+    assert llm["uncaptured_paths"] == {"/v1/chat/completions": 2}
+
+
+# -- spans, as each instrumentation makes them --------------------------------------------------
+def test_openinference_llm_span_is_a_call(cap: Captured) -> None:
+    provider, _ = _provider(cap)
+    tracer = provider.get_tracer("openinference")
+    with tracer.start_as_current_span("ChatCompletion", attributes={
+        "openinference.span.kind": "LLM", "llm.model_name": "gpt-oi", "llm.provider": "openai",
+        "llm.token_count.prompt": 5, "llm.token_count.completion": 2,
+        "llm.token_count.total": 7,
+    }):
+        pass
+    with tracer.start_as_current_span("CreateEmbeddings", attributes={
+        "openinference.span.kind": "EMBEDDING", "llm.token_count.prompt": 3,
+        "llm.token_count.total": 3,
+    }):
+        pass
+    with tracer.start_as_current_span("chain", attributes={"openinference.span.kind": "CHAIN"}):
+        pass
+    provider.shutdown()
+    chat, emb = cap.calls
+    assert (chat.model, chat.provider, chat.operation) == ("gpt-oi", "openai", "chat")
+    assert _usage(chat) == (5, 2, 7)
+    assert emb.operation == "embeddings" and _usage(emb) == (3, None, 3)
+
+
+def test_older_semconv_usage_and_non_inference_children(cap: Captured) -> None:
+    provider, _ = _provider(cap)
+    tracer = provider.get_tracer("openllmetry")
+    with tracer.start_as_current_span("openai.chat", attributes={
+        "llm.request.type": "chat", "gen_ai.system": "openai", "gen_ai.request.model": "m",
+        "gen_ai.usage.prompt_tokens": 6, "gen_ai.usage.completion_tokens": 3,
+    }), tracer.start_as_current_span("POST", attributes={"http.request.method": "POST"}):
+        pass  # an HTTP child span does not drop the chat span
+    provider.shutdown()
+    c = cap.one()
+    assert (c.operation, c.provider, c.model) == ("chat", "openai", "m")
+    assert _usage(c) == (6, 3, 9)
+
+
+def test_backdated_response_span_is_the_sdk_call(server: LLMServer, cap: Captured) -> None:
+    """OpenLLMetry's responses-API span is made after the call, with a back-dated start."""
+    provider, _ = _provider(cap)
+    tracer = provider.get_tracer("openllmetry")
+    with oai(server) as client:
+        t0 = time.time_ns()
+        result = client.responses.create(model="gpt-r", input="a b")
+    span = tracer.start_span("openai.response", start_time=t0, attributes={
+        "gen_ai.operation.name": "chat", "gen_ai.system": "openai",
+        "gen_ai.request.model": "gpt-r", "gen_ai.response.id": result.id,
+        "gen_ai.usage.input_tokens": 2, "gen_ai.usage.output_tokens": N_OUT,
+    })
+    span.end()
+    provider.shutdown()
+    assert cap.one().source == "sdk"
+
+
+def test_span_usage_fills_an_sdk_call_without_usage(server: LLMServer, cap: Captured) -> None:
+    provider, _ = _provider(cap)
+    tracer = provider.get_tracer("instr")
+    with oai(server) as client:
+        ids = []
+        for _ in range(2):
+            stream = client.chat.completions.create(model="gpt-a", messages=MSG, stream=True)
+            ids.append([ch.id for ch in stream][-1])  # no include_usage: the SDK saw no usage
+    # logfire-like: a sibling span after the stream, carrying the response id and usage
+    tracer.start_span("streaming response", attributes={
+        "gen_ai.operation.name": "chat", "gen_ai.response.id": ids[0],
+        "gen_ai.usage.input_tokens": 3, "gen_ai.usage.output_tokens": N_OUT,
+    }).end()
+    # OpenInference-like: the span was current when the call started (claimed by it)
+    with oai(server) as client, tracer.start_as_current_span("ChatCompletion", attributes={
+        "openinference.span.kind": "LLM",
+    }) as oi:
+        for _ in client.chat.completions.create(model="gpt-a", messages=MSG, stream=True):
+            pass
+        oi.set_attribute("llm.token_count.prompt", 3)
+        oi.set_attribute("llm.token_count.completion", N_OUT)
+    provider.shutdown()
+    stats = LLMStats()
+    for call in cap.calls:
+        stats.add(call)
+    tokens, llm = stats.report_section()["tokens"], stats.report_section()["llm"]
+    assert llm["calls"] == 3
+    assert tokens["unknown_calls"] == 1  # the second stream: nobody reported its usage
+    assert tokens["total"] == 2 * (3 + N_OUT)
+    assert llm["per_model"]["gpt-a"]["unknown_calls"] == 1
+
+
+def test_sibling_spans_of_one_response_count_once(cap: Captured) -> None:
+    provider, _ = _provider(cap)
+    tracer = provider.get_tracer("logfire")
+    attrs = {"gen_ai.operation.name": "chat", "gen_ai.request.model": "m",
+             "gen_ai.response.id": "chatcmpl-x"}
+    tracer.start_span("Chat Completion with 'm'", attributes=attrs).end()
+    tracer.start_span("streaming response from 'm'", attributes={
+        **attrs, "gen_ai.usage.input_tokens": 4, "gen_ai.usage.output_tokens": 1,
+    }).end()
+    provider.shutdown()
+    stats = LLMStats()
+    for call in cap.calls:
+        stats.add(call)
+    section = stats.report_section()
+    assert section["llm"]["calls"] == 1
+    assert (section["tokens"]["total"], section["tokens"]["unknown_calls"]) == (5, 0)
+
+
+def test_span_counted_before_the_sdk_call_is_replaced_by_it(cap: Captured) -> None:
+    processor = cap.capture.span_processor
+    provider, _ = _provider(cap)
+    provider.get_tracer("t").start_span("chat m", attributes={
+        "gen_ai.operation.name": "chat", "gen_ai.response.id": "r-9",
+    }).end()
+    sdk = LLMCall(provider="openai", model="m", operation="chat", latency_s=0.1,
+                  prompt_tokens=1, completion_tokens=2, total_tokens=3, response_id="r-9")
+    processor.note_sdk_call(sdk, cap.calls.append)
+    provider.shutdown()
+    section = aggregate_calls(cap.calls)
+    assert section["llm"]["calls"] == 1 and section["tokens"]["total"] == 3

@@ -201,3 +201,68 @@ def test_password_in_history_url_is_a_usage_error_and_not_echoed(
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*do not put the password in the URL*PGPASSWORD*"])
     assert "s3cret" not in result.stdout.str() + result.stderr.str()
+
+
+LEVEL_SUITE = """
+import json, pathlib
+LEVEL = json.loads((pathlib.Path(__file__).parent / "level.json").read_text())
+
+def test_agent(perf_record):
+    for k in range(10):
+        perf_record.add_latency(0.010 * LEVEL * (1 + k * 0.002))
+"""
+
+
+def _history_of_levels(pt: pytest.Pytester, levels: list[float]) -> None:
+    """Record one run per level straight into h.db, as this machine would have."""
+    from test_compare import entry
+
+    from pytest_agentperf import __version__
+    from pytest_agentperf.history import History
+    from pytest_agentperf.report import build_report, environment
+
+    env = environment(pt.path, pytest.__version__, __version__)
+    with History(pt.path / "h.db") as h:
+        for i, level in enumerate(levels):
+            samples = [0.010 * level * (1 + k * 0.002) for k in range(10)]
+            e = entry(samples, "test_level.py::test_agent")
+            r = build_report(tests=[e], env={**env, "git_commit": f"{i:02d}" + "a" * 38},
+                             complete=True)
+            h.record_run(r)
+
+
+def test_history_baseline_starts_at_the_last_change_point(pt: pytest.Pytester) -> None:
+    pt.makepyfile(test_level=LEVEL_SUITE)
+    (pt.path / "level.json").write_text("1.3")
+    _history_of_levels(pt, [1.0] * 20 + [1.3] * 3)
+    result = pt.runpytest("--perf-history=h.db", "--perf-compare=history",
+                          "--perf-report=r.json")
+    result.assert_outcomes(passed=1)  # the accepted shift is the new normal
+    (test,) = read_report(pt.path / "r.json")["tests"]
+    info = test["baseline"]["history"]
+    assert info["runs"] == [21, 22, 23]  # not the last 5 runs: two are from before the shift
+    assert info["since_change"]["run_id"] == 21
+    assert info["since_change"]["git_commit"].startswith("20aaa")
+    assert info["note"] == "3 comparable runs since the last change point (5 wanted)"
+    assert test["baseline"]["verdict"] != "regression"
+    result.stdout.fnmatch_lines([
+        "*DRIFT test_level.py::test_agent: latency.p50 10.* ms -> 13.* ms (+30.0%) over 4 runs"
+        " since run 21 (20aaaaaaaa), 1 change point; no single comparison*"])
+
+
+def test_creeping_regression_is_named_when_no_comparison_fails(pt: pytest.Pytester) -> None:
+    pt.makepyfile(test_level=LEVEL_SUITE)
+    levels = [1.0] * 10 + [1.025 ** i for i in range(1, 13)]
+    (pt.path / "level.json").write_text(str(1.025 ** 13))
+    _history_of_levels(pt, levels)
+    result = pt.runpytest("--perf-history=h.db", "--perf-compare=history",
+                          "--perf-report=r.json")
+    result.assert_outcomes(passed=1)  # each comparison stays within +10 %
+    report = read_report(pt.path / "r.json")
+    drifts = report["baseline"]["drifts"]
+    assert {d["metric"] for d in drifts} >= {"latency.p50", "latency.mean"}
+    p50 = next(d for d in drifts if d["metric"] == "latency.p50")
+    assert p50["change"] > 0.2 and p50["nodeid"] == "test_level.py::test_agent"
+    assert p50["since_run"] >= 10 and p50["change_points"] >= 1
+    result.stdout.fnmatch_lines(["*DRIFT test_level.py::test_agent: latency.p50*",
+                                 "*0 regressed*drifting*"])

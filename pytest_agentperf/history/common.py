@@ -306,29 +306,44 @@ class HistoryStore:
         return [TrendPoint(*row) for row in reversed(rows)]
 
     def trends(self, nodeids: list[str], limit: int = 20) -> dict[str, list[dict[str, Any]]]:
-        """``{nodeid: [{"created", "p95", "peak_mb", "tokens"}, ...]}`` (oldest first) for
-        the tests that have history: the shape the HTML report draws as trend lines."""
+        """``{nodeid: [{"created", "p95", "peak_mb", "tokens", "changes"}, ...]}`` (oldest
+        first) for the tests that have history: the shape the HTML report draws as trend
+        lines.  ``changes`` lists the change points that begin at that run (metric,
+        before, after, change, p_value)."""
+        from ..changepoints import e_divisive
+
         out: dict[str, list[dict[str, Any]]] = {}
         for nodeid in nodeids:
             points = self.trend(nodeid, limit)
-            if points:
-                out[nodeid] = [{"created": p.created, "p95": p.p95, "peak_mb": p.peak_mb,
-                                "tokens": p.tokens, "run_id": p.run_id,
-                                "git_commit": p.git_commit} for p in points]
+            if not points:
+                continue
+            rows: list[dict[str, Any]] = [
+                {"created": p.created, "p95": p.p95, "peak_mb": p.peak_mb, "tokens": p.tokens,
+                 "run_id": p.run_id, "git_commit": p.git_commit, "changes": []}
+                for p in points]
+            for key in ("p95", "peak_mb", "tokens"):
+                where = [i for i, r in enumerate(rows) if isinstance(r[key], (int, float))]
+                for cp in e_divisive([float(rows[i][key]) for i in where]):
+                    rows[where[cp.index]]["changes"].append(
+                        {"metric": key, "before": cp.before, "after": cp.after,
+                         "change": cp.change, "p_value": cp.p_value})
+            out[nodeid] = rows
         return out
 
     def nodeids(self) -> list[str]:
         return [str(r[0]) for r in self._query(self._sql(
             "SELECT DISTINCT nodeid FROM {tests} ORDER BY 1"))]
 
-    def entries(self, run_ids: list[int]) -> list[tuple[int, str, dict[str, Any]]]:
-        """``(run_id, nodeid, entry)`` of the given runs, oldest run first."""
+    def entries(self, run_ids: list[int], nodeid: str | None = None
+                ) -> list[tuple[int, str, dict[str, Any]]]:
+        """``(run_id, nodeid, entry)`` of the given runs (of one test), oldest run first."""
         if not run_ids:
             return []
         marks = ",".join("?" * len(run_ids))
+        extra = "" if nodeid is None else " AND nodeid = ?"
         rows = self._query(self._sql(
-            f"SELECT run_id, nodeid, entry FROM {{tests}} WHERE run_id IN ({marks}) "
-            "ORDER BY run_id"), tuple(run_ids))
+            f"SELECT run_id, nodeid, entry FROM {{tests}} WHERE run_id IN ({marks}){extra} "
+            "ORDER BY run_id"), (*run_ids, *(() if nodeid is None else (nodeid,))))
         return [(int(r[0]), str(r[1]), json.loads(r[2])) for r in rows]
 
     def baseline_report(self, group: str, runs: int = DEFAULT_BASELINE_RUNS

@@ -18,11 +18,37 @@ others (a stream without ``include_usage``), whose tokens are unknown, not 0.  `
 
 from __future__ import annotations
 
-from .calls import CallSink, LLMCall, agent_scope, current_agent
-from .capture import LLMCapture
-from .cost import CostEstimate, ModelPrice, PriceTable, cost_usd, parse_price_table
-from .otel import GenAISpanProcessor
-from .summary import LLMOperationSamples, LLMStats, aggregate_calls, operation_samples
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .calls import CallSink, LLMCall, agent_scope, current_agent
+    from .capture import LLMCapture
+    from .cost import CostEstimate, ModelPrice, PriceTable, cost_usd, parse_price_table
+    from .otel import GenAISpanProcessor
+    from .summary import LLMOperationSamples, LLMStats, aggregate_calls, operation_samples
+
+# Names are loaded on first use, so that ``pytest_agentperf.llm.import_hook`` (installed at
+# plugin start-up) does not pull in the whole capture.
+_HOMES = {
+    "CallSink": "calls", "LLMCall": "calls", "agent_scope": "calls", "current_agent": "calls",
+    "LLMCapture": "capture",
+    "CostEstimate": "cost", "ModelPrice": "cost", "PriceTable": "cost", "cost_usd": "cost",
+    "parse_price_table": "cost",
+    "GenAISpanProcessor": "otel",
+    "LLMOperationSamples": "summary", "LLMStats": "summary", "aggregate_calls": "summary",
+    "operation_samples": "summary",
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{home}"), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "CallSink",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from .calls import CallSink, LLMCall
 
@@ -17,9 +18,10 @@ class PendingCall:
     """
 
     __slots__ = (
-        "_t0", "agent", "cached_tokens", "completion_tokens", "done", "error", "model",
-        "operation", "prompt_tokens", "provider", "reasoning_tokens", "response_model",
-        "retries", "sink", "streamed", "total_tokens", "ttft_s",
+        "_t0", "agent", "cached_tokens", "call", "completion_tokens", "done", "error", "model",
+        "observed", "on_finish", "operation", "prompt_tokens", "provider", "reasoning_tokens",
+        "response_id", "response_model", "retries", "sink", "streamed", "total_tokens",
+        "ttft_s",
     )
 
     def __init__(
@@ -40,7 +42,14 @@ class PendingCall:
         self.streamed = False
         self.error: str | None = None
         self.retries: int | None = 0
+        self.response_id: str | None = None
         self.done = False
+        #: the result reached the capture (read, or a stream being observed)
+        self.observed = False
+        #: counts the finished call in the sink instead of ``sink(call)`` (span dedupe)
+        self.on_finish: Callable[[LLMCall, CallSink], None] | None = None
+        #: the finished call
+        self.call: LLMCall | None = None
         self._t0 = time.perf_counter()
 
     def elapsed(self) -> float:
@@ -74,6 +83,11 @@ class PendingCall:
         self.cached_tokens = cached
         self.reasoning_tokens = reasoning
 
+    def abandon(self) -> None:
+        """The raw response was dropped without being parsed: count the call, usage unknown."""
+        if not self.observed:
+            self.finish()
+
     def finish(self) -> None:
         if self.done:
             return
@@ -96,6 +110,11 @@ class PendingCall:
             error=self.error,
             retries=self.retries,
             response_model=self.response_model,
+            response_id=self.response_id,
             source="sdk",
         )
-        self.sink(call)
+        self.call = call
+        if self.on_finish is not None:
+            self.on_finish(call, self.sink)
+        else:
+            self.sink(call)

@@ -41,6 +41,9 @@ class AnthropicAdapter:
         model = getattr(result, "model", None)
         if isinstance(model, str):
             pending.response_model = model
+        rid = getattr(result, "id", None)
+        if isinstance(rid, str):
+            pending.response_id = rid
         _set(pending, getattr(result, "usage", None), None)
 
     def read_item(self, pending: PendingCall, item: Any) -> None:

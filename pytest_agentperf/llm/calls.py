@@ -44,8 +44,13 @@ class LLMCall:
     retries: int | None = None
     """Retries the SDK made before this result, when visible (SDK capture); ``None`` otherwise."""
     response_model: str | None = None
+    response_id: str | None = None
+    """The provider's id of the response (``id`` of the result, ``gen_ai.response.id``)."""
     source: str = "sdk"
     """``"sdk"`` or ``"otel"``: which layer reported the call."""
+    replaces: LLMCall | None = None
+    """A call reported before for the same response, which this one corrects (a span's usage
+    merged into an SDK call that had none): aggregation swaps the old counts for the new."""
 
     @property
     def usage_known(self) -> bool:
@@ -53,8 +58,10 @@ class LLMCall:
         return self.total_tokens is not None
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-serialisable dict of every field."""
-        return asdict(self)
+        """JSON-serialisable dict of every field (``replaces`` left out)."""
+        out = asdict(self)
+        out.pop("replaces", None)
+        return out
 
 
 CallSink = Callable[[LLMCall], None]

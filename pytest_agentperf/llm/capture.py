@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from ._pending import PendingCall
 from .anthropic_capture import AnthropicAdapter
 from .calls import CallSink
+from .http_net import HTTPNet
 from .openai_capture import OpenAIAdapter
 from .otel import GenAISpanProcessor
 from .sdk_patch import SDKPatch, new_inflight_var
@@ -18,13 +21,16 @@ __all__ = ["LLMCapture"]
 class LLMCapture:
     """Automatic capture of LLM calls from ``openai``, ``anthropic`` and GenAI spans.
 
-    * :meth:`ensure_installed` patches whichever SDK is imported and not yet patched, and adds
-      :attr:`span_processor` to the global OpenTelemetry SDK tracer provider once one is set
-      (``attach_global_otel=False`` turns that off).  It never imports anything: call it as
-      often as you like (a few hundred ns when nothing changed).
+    * :meth:`ensure_installed` patches whichever SDK (and ``httpx`` / ``httpx2``) is imported
+      and not yet patched, and adds :attr:`span_processor` to the global OpenTelemetry SDK
+      tracer provider, now and whenever ``opentelemetry.trace.set_tracer_provider`` sets
+      another (``attach_global_otel=False`` turns that off).  It never imports anything:
+      call it as often as you like, e.g. from a post-import hook of each of those modules.
     * :meth:`start` routes calls to ``sink`` (process-wide: calls from every thread and task
-      reach it); :meth:`stop` stops routing.  A call goes to the sink that was active when it
-      *started*, so a stream read after :meth:`stop` still reaches the test that made it.
+      reach it) and, when given, the URL path of every LLM API request that no captured call
+      accounts for to ``on_uncaptured`` (:mod:`.http_net`); :meth:`stop` stops routing.
+      A call goes to the sink that was active when it *started*, so a stream read after
+      :meth:`stop` still reaches the test that made it.
     * :meth:`uninstall` restores the SDKs' original methods and disables the span processor.
 
     One controller per process is the intended use; a second one stacks on the first.
@@ -34,28 +40,52 @@ class LLMCapture:
         self.inflight = new_inflight_var()
         self.sink: CallSink | None = None
         self.span_processor = GenAISpanProcessor(self.inflight)
+        self.on_uncaptured: Callable[[str], None] | None = None
         self._patches = (SDKPatch(OpenAIAdapter(), self), SDKPatch(AnthropicAdapter(), self))
-        self._pending_patches = list(self._patches)
+        self._nets = (HTTPNet("httpx", self), HTTPNet("httpx2", self))
+        self._pending_patches: list[SDKPatch | HTTPNet] = [*self._patches, *self._nets]
         self._attach_global_otel = attach_global_otel
         self._otel_provider: Any = None
+        self._otel_setter: tuple[Any, Any] | None = None
 
     # -- installation --------------------------------------------------------------------
     def ensure_installed(self) -> None:
         """Patch newly imported SDKs and attach to a newly set global tracer provider."""
         if self._pending_patches:
-            modules = sys.modules
             for patch in tuple(self._pending_patches):
-                if f"{patch.adapter.package}._base_client" in modules and patch.install():
+                if patch.install():
                     self._pending_patches.remove(patch)
         if self._attach_global_otel:
             trace = sys.modules.get("opentelemetry.trace")
             if trace is not None:
-                provider = trace.get_tracer_provider()
-                if provider is not self._otel_provider:
-                    self._otel_provider = provider
-                    add = getattr(provider, "add_span_processor", None)
-                    if add is not None:
-                        add(self.span_processor)
+                if self._otel_setter is None:
+                    self._watch_tracer_provider(trace)
+                self._attach_otel(trace)
+
+    def _attach_otel(self, trace: Any) -> None:
+        provider = trace.get_tracer_provider()
+        if provider is not self._otel_provider:
+            self._otel_provider = provider
+            add = getattr(provider, "add_span_processor", None)
+            if add is not None:
+                add(self.span_processor)
+
+    def _watch_tracer_provider(self, trace: Any) -> None:
+        """Attach to a tracer provider the moment it is set (mid-test included)."""
+        original = getattr(trace, "set_tracer_provider", None)
+        if original is None:
+            return
+        capture = self
+
+        @functools.wraps(original)
+        def set_tracer_provider(*args: Any, **kwargs: Any) -> Any:
+            result = original(*args, **kwargs)
+            if capture._otel_setter is not None:
+                capture._attach_otel(trace)
+            return result
+
+        trace.set_tracer_provider = set_tracer_provider
+        self._otel_setter = (trace, original)
 
     @property
     def installed(self) -> tuple[str, ...]:
@@ -65,22 +95,41 @@ class LLMCapture:
     def uninstall(self) -> None:
         """Restore every patched SDK method; the span processor stops counting."""
         self.stop()
-        for patch in self._patches:
+        for patch in (*self._patches, *self._nets):
             patch.uninstall()
-        self._pending_patches = list(self._patches)
+        self._pending_patches = [*self._patches, *self._nets]
+        if self._otel_setter is not None:
+            trace, original = self._otel_setter
+            self._otel_setter = None
+            if getattr(trace.set_tracer_provider, "__wrapped__", None) is original:
+                trace.set_tracer_provider = original
         self.span_processor.enabled = False
 
     # -- routing -------------------------------------------------------------------------
-    def start(self, sink: CallSink) -> None:
+    def start(self, sink: CallSink, on_uncaptured: Callable[[str], None] | None = None) -> None:
         """Route every call that starts from now on to ``sink`` (replacing any other)."""
         self.span_processor.enabled = True
         self.sink = sink
+        self.on_uncaptured = on_uncaptured
         self.span_processor.set_sink(sink)
 
     def stop(self) -> None:
         """Stop routing; calls in flight still finish into the sink they started with."""
         self.sink = None
+        self.on_uncaptured = None
         self.span_processor.set_sink(None)
+
+    def attributed(self, request: Any) -> bool:
+        """True when ``request`` (an HTTP request) belongs to a call the capture counts."""
+        if self.inflight.get() is not None:
+            return True
+        try:
+            for patch in self._patches:
+                if request in patch.requests:
+                    return True
+        except TypeError:  # not weak-referenceable: no SDK call of ours built it
+            pass
+        return self.span_processor.in_inference_span()
 
     @property
     def active(self) -> bool:

@@ -1,6 +1,7 @@
 """Reading calls of the official ``openai`` SDK: chat completions and the responses API.
 
-Usage is the provider's: ``usage`` of a ``ChatCompletion`` / ``Response``, the final chunk of a
+Usage is the provider's: ``usage`` of a ``ChatCompletion`` / ``Response`` /
+``CreateEmbeddingResponse`` (prompt and total tokens), the final chunk of a
 chat stream made with ``stream_options={"include_usage": True}`` (without it the usage is
 unknown), and the ``response.completed`` (``.incomplete`` / ``.failed``) event of a responses
 stream.  Time to first token is the first chunk carrying content (text, tool call or refusal)
@@ -48,12 +49,17 @@ class OpenAIAdapter:
             return "responses"
         if path.endswith("/completions"):
             return "text_completion"
+        if path.endswith("/embeddings"):
+            return "embeddings"
         return None
 
     def read_result(self, pending: PendingCall, result: Any) -> None:
         model = getattr(result, "model", None)
         if isinstance(model, str):
             pending.response_model = model
+        rid = getattr(result, "id", None)
+        if isinstance(rid, str):
+            pending.response_id = rid
         _read_usage(pending, getattr(result, "usage", None))
         if pending.operation == "responses" and getattr(result, "status", None) == "failed":
             err = getattr(result, "error", None)
@@ -68,6 +74,10 @@ class OpenAIAdapter:
                 pending.first_content()
             elif kind in ("response.completed", "response.incomplete", "response.failed"):
                 self.read_result(pending, getattr(item, "response", None))
+            elif kind == "response.created":
+                rid = getattr(getattr(item, "response", None), "id", None)
+                if isinstance(rid, str):
+                    pending.response_id = rid
             elif kind == "error":
                 pending.error = f"stream error: {getattr(item, 'message', '')}"
             return
@@ -85,6 +95,9 @@ class OpenAIAdapter:
             model = getattr(item, "model", None)
             if isinstance(model, str):
                 pending.response_model = model
+            rid = getattr(item, "id", None)
+            if isinstance(rid, str):
+                pending.response_id = rid
         usage = getattr(item, "usage", None)
         if usage is not None:
             _read_usage(pending, usage)

@@ -1,25 +1,34 @@
-"""An in-process OpenTelemetry span processor that turns GenAI spans into :class:`LLMCall`.
+"""An in-process OpenTelemetry span processor that turns LLM spans into :class:`LLMCall`.
 
-It follows the GenAI semantic conventions: an inference span (``gen_ai.operation.name`` one
-of ``chat``, ``text_completion``, ``generate_content``) is a call, with
-``gen_ai.usage.input_tokens`` / ``gen_ai.usage.output_tokens``, ``gen_ai.request.model`` and
-``gen_ai.response.model``; an agent span (``invoke_agent <name>``, ``gen_ai.agent.name``)
-names the agent of every span started under it.  No exporter, no network: the processor
-only reads spans as they start and end.  Nothing here imports ``opentelemetry``; the
-processor is duck-typed to ``opentelemetry.sdk.trace.SpanProcessor``.
+An inference span is recognised by the GenAI semantic conventions (``gen_ai.operation.name``
+one of ``chat``, ``text_completion``, ``generate_content``, ``embeddings``, or a span name
+starting with one), OpenInference (``openinference.span.kind`` ``LLM`` / ``EMBEDDING``) or
+OpenLLMetry's ``llm.request.type``.  Usage is read from ``gen_ai.usage.input_tokens`` /
+``output_tokens``, the older ``gen_ai.usage.prompt_tokens`` / ``completion_tokens`` and
+OpenInference's ``llm.token_count.prompt`` / ``completion`` / ``total``; the model from
+``gen_ai.request.model``, ``llm.model_name`` or ``gen_ai.response.model``.  An agent span
+(``invoke_agent <name>``, ``gen_ai.agent.name``) names the agent of every span under it.  No
+exporter, no network: the processor only reads spans as they start and end.  Nothing here
+imports ``opentelemetry``; the processor is duck-typed to ``SpanProcessor``.
 
 Calls are counted once:
 
 * a span that was *current* when an SDK call started (an instrumentation wrapping
-  ``create()``), or that *started during* an SDK call (the ``anthropic`` SDK's own span, an
-  HTTP-level instrumentation) is claimed by that SDK call and not counted again;
+  ``create()`` or the client's ``request``), or that *started during* an SDK call (the
+  ``anthropic`` SDK's own span) is claimed by that SDK call and not counted again; its usage
+  fills the SDK call's when the SDK saw none;
+* a span whose ``gen_ai.response.id`` is the id of a call counted already (an SDK result's
+  ``id``, another span's) is the same call, however its start was back-dated (OpenLLMetry's
+  ``openai.response`` span, logfire's second span of a stream); its usage fills the call's
+  when that had none;
 * of two nested inference spans (a framework's ``chat`` span around an instrumentation's),
-  only the innermost is counted.
+  only the innermost is counted.  Non-inference children (HTTP spans) change nothing.
 """
 
 from __future__ import annotations
 
 import contextvars
+import dataclasses
 import sys
 import threading
 from collections import OrderedDict
@@ -30,8 +39,12 @@ from .calls import CallSink, LLMCall
 
 __all__ = ["GenAISpanProcessor"]
 
-INFERENCE_OPERATIONS = frozenset({"chat", "text_completion", "generate_content"})
+INFERENCE_OPERATIONS = frozenset({"chat", "text_completion", "generate_content", "embeddings"})
+_OPENINFERENCE_KINDS = {"LLM": "chat", "EMBEDDING": "embeddings"}
+_OPENLLMETRY_TYPES = {"chat": "chat", "completion": "text_completion",
+                      "embedding": "embeddings"}
 _MAX_LIVE_SPANS = 100_000
+_MAX_RESPONSE_IDS = 10_000
 
 
 @dataclass
@@ -40,6 +53,10 @@ class _SpanInfo:
     inference: bool
     claimed: bool = False
     has_inference_child: bool = False
+    #: this span or an ancestor is an inference span (HTTP requests under it are its call)
+    in_inference: bool = False
+    #: the SDK call that claimed the span
+    claimed_by: Any = None
 
 
 def _attr(attributes: Any, key: str) -> Any:
@@ -48,14 +65,31 @@ def _attr(attributes: Any, key: str) -> Any:
     return attributes.get(key)
 
 
+def _first(attributes: Any, *keys: str) -> Any:
+    if attributes is None:
+        return None
+    for key in keys:
+        value = attributes.get(key)
+        if value is not None:
+            return value
+    return None
+
+
 def _int(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def _operation(span: Any) -> str | None:
-    op = _attr(span.attributes, "gen_ai.operation.name")
+    attrs = span.attributes
+    op = _attr(attrs, "gen_ai.operation.name")
     if isinstance(op, str):
         return op
+    kind = _attr(attrs, "openinference.span.kind")
+    if isinstance(kind, str):
+        return _OPENINFERENCE_KINDS.get(kind.upper(), kind.lower())
+    req_type = _attr(attrs, "llm.request.type")
+    if isinstance(req_type, str) and req_type in _OPENLLMETRY_TYPES:
+        return _OPENLLMETRY_TYPES[req_type]
     name = getattr(span, "name", "")
     if isinstance(name, str):
         head = name.split(" ", 1)[0]
@@ -86,6 +120,8 @@ class GenAISpanProcessor:
         self._inflight = inflight
         self._lock = threading.Lock()
         self._live: OrderedDict[int, _SpanInfo] = OrderedDict()
+        #: response id -> (the call counted for it, the sink it went to)
+        self._responses: OrderedDict[str, tuple[LLMCall, CallSink]] = OrderedDict()
         self._sink: CallSink | None = None
         self.enabled = True
 
@@ -101,6 +137,7 @@ class GenAISpanProcessor:
         parent_id = parent.span_id if parent is not None else None
         op = _operation(span)
         inference = op in INFERENCE_OPERATIONS
+        pending = self._inflight.get()
         with self._lock:
             parent_info = self._live.get(parent_id) if parent_id is not None else None
             agent = _agent_name(span) if op == "invoke_agent" else None
@@ -109,9 +146,11 @@ class GenAISpanProcessor:
                 if not isinstance(agent, str):
                     agent = parent_info.agent if parent_info is not None else None
             info = _SpanInfo(agent=agent, inference=inference)
-            if self._inflight.get() is not None:
+            info.in_inference = inference or (parent_info is not None and parent_info.in_inference)
+            if pending is not None:
                 info.claimed = True  # started inside an SDK call that is captured already
-            if parent_info is not None and parent_info.inference:
+                info.claimed_by = pending
+            if inference and parent_info is not None and parent_info.inference:
                 parent_info.has_inference_child = True
             self._live[ctx.span_id] = info
             if len(self._live) > _MAX_LIVE_SPANS:
@@ -124,12 +163,29 @@ class GenAISpanProcessor:
         with self._lock:
             info = self._live.pop(span.get_span_context().span_id, None)
         sink = self._sink
-        if info is None or sink is None or not self.enabled:
+        if info is None or not self.enabled:
             return
         op = _operation(span)
-        if op not in INFERENCE_OPERATIONS or info.claimed or info.has_inference_child:
+        if op not in INFERENCE_OPERATIONS or info.has_inference_child:
             return
-        sink(_call_from_span(span, op, info.agent))
+        call = _call_from_span(span, op, info.agent)
+        if info.claimed:
+            pending = info.claimed_by
+            counted = getattr(pending, "call", None)
+            if counted is not None and call.usage_known and not counted.usage_known:
+                self._fill_usage(counted, call, pending.sink)
+            return
+        if sink is None:
+            return
+        if call.response_id is not None:
+            with self._lock:
+                seen = self._responses.get(call.response_id)
+            if seen is not None:  # the same response, counted already
+                if call.usage_known and not seen[0].usage_known:
+                    self._fill_usage(seen[0], call, seen[1])
+                return
+            self._remember(call, sink)
+        sink(call)
 
     def shutdown(self) -> None:
         return None
@@ -137,8 +193,54 @@ class GenAISpanProcessor:
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         return True
 
+    # -- identity of calls ---------------------------------------------------------------
+    def _remember(self, call: LLMCall, sink: CallSink) -> None:
+        if call.response_id is None:
+            return
+        with self._lock:
+            self._responses[call.response_id] = (call, sink)
+            self._responses.move_to_end(call.response_id)
+            if len(self._responses) > _MAX_RESPONSE_IDS:
+                self._responses.popitem(last=False)
+
+    def _fill_usage(self, counted: LLMCall, usage: LLMCall, sink: CallSink) -> None:
+        """Send a correction of ``counted`` carrying the usage ``usage`` reported."""
+        fixed = dataclasses.replace(
+            counted,
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+            total_tokens=usage.total_tokens,
+            cached_tokens=usage.cached_tokens if usage.cached_tokens is not None
+            else counted.cached_tokens,
+            reasoning_tokens=usage.reasoning_tokens if usage.reasoning_tokens is not None
+            else counted.reasoning_tokens,
+            replaces=counted,
+        )
+        if counted.response_id is not None:
+            with self._lock:
+                if counted.response_id in self._responses:
+                    self._responses[counted.response_id] = (fixed, sink)
+        sink(fixed)
+
+    def note_sdk_call(self, call: LLMCall, sink: CallSink) -> None:
+        """An SDK call finished: count it in ``sink``, once, whatever spans said of it."""
+        rid = call.response_id
+        if rid is not None:
+            with self._lock:
+                seen = self._responses.get(rid)
+            if seen is not None and seen[0].source != "sdk" and seen[1] == sink:
+                # a span of this response was counted first: the SDK's record replaces it
+                if not call.usage_known and seen[0].usage_known:
+                    call = dataclasses.replace(
+                        call, prompt_tokens=seen[0].prompt_tokens,
+                        completion_tokens=seen[0].completion_tokens,
+                        total_tokens=seen[0].total_tokens)
+                call = dataclasses.replace(call, replaces=seen[0])
+            self._remember(call, sink)
+        sink(call)
+
     # -- for the SDK patches -------------------------------------------------------------
-    def on_sdk_call(self) -> str | None:
+    def on_sdk_call(self, pending: Any = None) -> str | None:
         """Called as an SDK call starts: claim the current inference span, return its agent."""
         if not self._live:
             return None
@@ -152,7 +254,18 @@ class GenAISpanProcessor:
                 return None
             if info.inference:
                 info.claimed = True
+                info.claimed_by = pending
             return info.agent
+
+    def in_inference_span(self) -> bool:
+        """True when the current span is (under) an inference span this processor tracks."""
+        if not self._live:
+            return False
+        trace = sys.modules.get("opentelemetry.trace")
+        if trace is None:
+            return False
+        info = self._live.get(trace.get_current_span().get_span_context().span_id)
+        return info is not None and info.in_inference
 
     @property
     def live_spans(self) -> int:
@@ -161,13 +274,19 @@ class GenAISpanProcessor:
 
 def _call_from_span(span: Any, op: str, agent: str | None) -> LLMCall:
     attrs = span.attributes
-    prompt = _int(_attr(attrs, "gen_ai.usage.input_tokens"))
-    completion = _int(_attr(attrs, "gen_ai.usage.output_tokens"))
-    total = prompt + completion if prompt is not None and completion is not None else None
-    request_model = _attr(attrs, "gen_ai.request.model")
+    prompt = _int(_first(attrs, "gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens",
+                         "llm.token_count.prompt"))
+    completion = _int(_first(attrs, "gen_ai.usage.output_tokens",
+                             "gen_ai.usage.completion_tokens", "llm.token_count.completion"))
+    total = _int(_first(attrs, "llm.token_count.total", "llm.usage.total_tokens"))
+    if total is None and prompt is not None and completion is not None:
+        total = prompt + completion
+    request_model = _first(attrs, "gen_ai.request.model", "llm.model_name")
     response_model = _attr(attrs, "gen_ai.response.model")
     model = request_model if isinstance(request_model, str) else response_model
-    provider = _attr(attrs, "gen_ai.provider.name") or _attr(attrs, "gen_ai.system") or "unknown"
+    provider = _first(attrs, "gen_ai.provider.name", "gen_ai.system", "llm.provider",
+                      "llm.system") or "unknown"
+    response_id = _attr(attrs, "gen_ai.response.id")
     start, end = span.start_time, span.end_time
     latency = (end - start) / 1e9 if start is not None and end is not None else 0.0
     error: str | None = None
@@ -185,11 +304,13 @@ def _call_from_span(span: Any, op: str, agent: str | None) -> LLMCall:
         prompt_tokens=prompt,
         completion_tokens=completion,
         total_tokens=total,
-        cached_tokens=_int(_attr(attrs, "gen_ai.usage.cache_read.input_tokens")),
+        cached_tokens=_int(_first(attrs, "gen_ai.usage.cache_read.input_tokens",
+                                  "llm.token_count.prompt_details.cache_read")),
         reasoning_tokens=_int(_attr(attrs, "gen_ai.usage.reasoning.output_tokens")),
         streamed=streamed,
         error=error,
         retries=None,
         response_model=response_model if isinstance(response_model, str) else None,
+        response_id=response_id if isinstance(response_id, str) and response_id else None,
         source="otel",
     )

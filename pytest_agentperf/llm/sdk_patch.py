@@ -1,11 +1,23 @@
-"""Patching of the request loop shared by the ``openai`` and ``anthropic`` SDKs.
+"""Patching of the request path shared by the ``openai`` and ``anthropic`` SDKs.
 
 Both SDKs route every API method (``create``, ``parse``, the ``stream()`` helpers, raw and
 streaming-response wrappers) through ``SyncAPIClient.request`` / ``AsyncAPIClient.request``
-in ``<sdk>._base_client``, with retries inside that loop (``_sleep_for_retry``).  Patching
-those two methods, not each resource, sees every call once, with its retries, and the
-``Stream`` object of a streamed call, whose iterator is then wrapped to observe each event.
+in ``<sdk>._base_client``, which builds each HTTP attempt with ``BaseClient._build_request``;
+every result, whoever asks for it and whenever, is made by ``BaseAPIResponse._parse`` (also
+``LegacyAPIResponse._parse`` for ``with_raw_response``), and an error status by
+``BaseClient._make_status_error_from_response``.  Those are patched:
 
+* ``request`` opens the call's window (start time, agent, the span it runs under; spans
+  started inside it belong to it) and records an exception as the call's error;
+* ``_build_request`` ties each HTTP attempt to the call (and counts retries).  When an
+  instrumentation captured ``request`` before the patch (OpenInference's
+  ``OpenAI.request`` wrapper, logfire's ``client.request = ...``), the call starts here;
+* ``_parse`` reads the result (usage, model, response id) or wraps the ``Stream`` built from
+  it, for a plain call inside ``request`` and for ``with_raw_response`` /
+  ``with_streaming_response`` responses parsed later, anywhere.
+
+These private methods are the deepest points the two SDKs share; instrumentations wrap the
+public client classes and resources above them, so they cannot route around the capture.
 The SDK modules are only ever taken from ``sys.modules``: nothing here imports an SDK.
 """
 
@@ -13,6 +25,7 @@ from __future__ import annotations
 
 import contextvars
 import functools
+import inspect
 import sys
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -39,10 +52,18 @@ class SDKAdapter(Protocol):
         """The operation name of a request (``FinalRequestOptions``), ``None`` to ignore it."""
 
     def read_result(self, pending: PendingCall, result: Any) -> None:
-        """Fill usage and response model from a non-streamed result."""
+        """Fill usage, response model and response id from a non-streamed result."""
 
     def read_item(self, pending: PendingCall, item: Any) -> None:
-        """Observe one streamed event: ``pending.first_content()`` and usage."""
+        """Observe one streamed event: ``pending.first_content()``, usage and response id."""
+
+
+def _pop(requests: weakref.WeakKeyDictionary[Any, PendingCall], request: Any) -> Any:
+    """The call tied to ``request`` (an ``httpx`` request), forgotten; ``None`` when none."""
+    try:
+        return requests.pop(request, None)
+    except TypeError:  # not weak-referenceable (None, a foreign object)
+        return None
 
 
 def _request_model(options: Any) -> str | None:
@@ -63,7 +84,14 @@ class SDKPatch:
         self._originals: list[tuple[type, str, Any]] = []
         self._stream_types: tuple[type, ...] = ()
         self._async_stream_types: tuple[type, ...] = ()
+        self._response_types: tuple[type, ...] = ()
         self.retries_visible = False
+        #: the HTTP attempt (``httpx.Request``) -> its call, until the response is parsed
+        self.requests: weakref.WeakKeyDictionary[Any, PendingCall] = weakref.WeakKeyDictionary()
+        #: the call last started by ``_build_request`` in this context (its retries find it)
+        self._started: contextvars.ContextVar[PendingCall | None] = contextvars.ContextVar(
+            f"agentperf_{adapter.package}_started", default=None
+        )
 
     @property
     def installed(self) -> bool:
@@ -74,21 +102,38 @@ class SDKPatch:
         if self._originals:
             return True
         pkg = self.adapter.package
-        base = sys.modules.get(f"{pkg}._base_client")
-        streaming = sys.modules.get(f"{pkg}._streaming")
-        if base is None or streaming is None:
+        modules = sys.modules
+        base = modules.get(f"{pkg}._base_client")
+        streaming = modules.get(f"{pkg}._streaming")
+        response = modules.get(f"{pkg}._response")
+        if base is None or streaming is None or response is None:
             return False
         sync_cls = getattr(base, "SyncAPIClient", None)
         async_cls = getattr(base, "AsyncAPIClient", None)
-        if sync_cls is None or async_cls is None:
+        base_cls = getattr(base, "BaseClient", None)
+        api_response = getattr(response, "BaseAPIResponse", None)
+        if sync_cls is None or async_cls is None or base_cls is None or api_response is None:
             return False
+        parsers = [api_response]
+        legacy = modules.get(f"{pkg}._legacy_response")
+        if legacy is not None and hasattr(legacy, "LegacyAPIResponse"):
+            parsers.append(legacy.LegacyAPIResponse)
+        self._response_types = tuple(parsers)
         self._stream_types = (streaming.Stream,)
         self._async_stream_types = (streaming.AsyncStream,)
+        build = base_cls.__dict__.get("_build_request")
+        try:
+            self.retries_visible = build is not None and (
+                "retries_taken" in inspect.signature(build).parameters
+            )
+        except (TypeError, ValueError):
+            self.retries_visible = False
         self._patch(sync_cls, "request", self._sync_request)
         self._patch(async_cls, "request", self._async_request)
-        self._patch(sync_cls, "_sleep_for_retry", self._sync_retry)
-        self._patch(async_cls, "_sleep_for_retry", self._async_retry)
-        self.retries_visible = "_sleep_for_retry" in sync_cls.__dict__
+        self._patch(base_cls, "_build_request", self._build_request)
+        self._patch(base_cls, "_make_status_error_from_response", self._status_error)
+        for cls in parsers:
+            self._patch(cls, "_parse", self._parse)
         return True
 
     def uninstall(self) -> None:
@@ -118,16 +163,60 @@ class SDKPatch:
         operation = self.adapter.classify(options)
         if operation is None:
             return None
-        agent = current_agent()
-        span_agent = capture.span_processor.on_sdk_call()
-        if agent is None:
-            agent = span_agent
+        processor = capture.span_processor
         pending = PendingCall(
-            sink, self.adapter.provider, operation, _request_model(options), agent
+            sink, self.adapter.provider, operation, _request_model(options), current_agent()
         )
+        span_agent = processor.on_sdk_call(pending)
+        if pending.agent is None:
+            pending.agent = span_agent
+        pending.on_finish = processor.note_sdk_call
         if not self.retries_visible:
-            pending.retries = None  # an SDK version without the retry hook: not visible
+            pending.retries = None  # an SDK version without retries_taken: not visible
         return pending
+
+    def _build_request(self, original: Any) -> Any:
+        patch = self
+        inflight = self._capture.inflight
+        started = self._started
+        requests = self.requests
+
+        def build_request(client: Any, options: Any, *args: Any, **kwargs: Any) -> Any:
+            request = original(client, options, *args, **kwargs)
+            retries = kwargs.get("retries_taken", 0)
+            pending = inflight.get()
+            if pending is None:  # ``request`` was not ours: an instrumentation wrapped it first
+                if not retries:
+                    pending = patch._begin(options)
+                    if pending is None and started.get() is None:
+                        return request
+                    started.set(pending)
+                else:
+                    pending = started.get()
+                if pending is None:
+                    return request
+            if isinstance(retries, int) and pending.retries is not None:
+                pending.retries = retries
+            requests[request] = pending
+            return request
+
+        return build_request
+
+    def _status_error(self, original: Any) -> Any:
+        requests = self.requests
+
+        def make_status_error(client: Any, response: Any, *args: Any, **kwargs: Any) -> Any:
+            err = original(client, response, *args, **kwargs)
+            try:
+                pending = _pop(requests, response.request)
+            except (AttributeError, RuntimeError):  # a response without its request
+                pending = None
+            if pending is not None and not pending.done:
+                pending.fail(err)
+                pending.finish()
+            return err
+
+        return make_status_error
 
     # -- sync ----------------------------------------------------------------------------
     def _sync_request(self, original: Any) -> Any:
@@ -147,21 +236,10 @@ class SDKPatch:
                 raise
             finally:
                 inflight.reset(token)
-            patch._after(pending, result)
+            patch._returned(pending, result)
             return result
 
         return request
-
-    def _sync_retry(self, original: Any) -> Any:
-        inflight = self._capture.inflight
-
-        def sleep_for_retry(client: Any, *args: Any, **kwargs: Any) -> Any:
-            pending = inflight.get()
-            if pending is not None and pending.retries is not None:
-                pending.retries += 1
-            return original(client, *args, **kwargs)
-
-        return sleep_for_retry
 
     # -- async ---------------------------------------------------------------------------
     def _async_request(self, original: Any) -> Any:
@@ -183,24 +261,47 @@ class SDKPatch:
                 raise
             finally:
                 inflight.reset(token)
-            patch._after(pending, result)
+            patch._returned(pending, result)
             return result
 
         return request
 
-    def _async_retry(self, original: Any) -> Any:
-        inflight = self._capture.inflight
-
-        async def sleep_for_retry(client: Any, *args: Any, **kwargs: Any) -> Any:
-            pending = inflight.get()
-            if pending is not None and pending.retries is not None:
-                pending.retries += 1
-            return await original(client, *args, **kwargs)
-
-        return sleep_for_retry
-
     # -- the result ----------------------------------------------------------------------
+    def _parse(self, original: Any) -> Any:
+        patch = self
+        requests = self.requests
+
+        def parse(response: Any, *args: Any, **kwargs: Any) -> Any:
+            try:
+                pending = _pop(requests, response.http_response.request)
+            except (AttributeError, RuntimeError):
+                pending = None
+            if pending is None or pending.observed:
+                return original(response, *args, **kwargs)
+            try:
+                result = original(response, *args, **kwargs)
+            except BaseException as exc:
+                pending.fail(exc)
+                pending.finish()
+                raise
+            patch._after(pending, result)
+            return result
+
+        return parse
+
+    def _returned(self, pending: PendingCall, result: Any) -> None:
+        """``request`` returned: the call's result was parsed already, or will be later."""
+        if pending.observed:
+            return
+        if isinstance(result, self._response_types):
+            # with_raw_response / with_streaming_response: ``parse()`` comes later (or never:
+            # then the call is counted, without usage, when the response is dropped)
+            weakref.finalize(result, pending.abandon)
+            return
+        self._after(pending, result)
+
     def _after(self, pending: PendingCall, result: Any) -> None:
+        pending.observed = True
         if isinstance(result, self._stream_types):
             pending.streamed = True
             _wrap_sync_stream(result, pending, self.adapter.read_item)

@@ -45,6 +45,14 @@ class _Counter:
         if call.total_tokens is None:
             self.unknown_calls += 1
 
+    def swap(self, old: LLMCall, new: LLMCall) -> None:
+        """Replace the token counts of ``old`` by those of ``new`` (the same call)."""
+        self.prompt += (new.prompt_tokens or 0) - (old.prompt_tokens or 0)
+        self.completion += (new.completion_tokens or 0) - (old.completion_tokens or 0)
+        self.total += (new.total_tokens or 0) - (old.total_tokens or 0)
+        self.cached += (new.cached_tokens or 0) - (old.cached_tokens or 0)
+        self.unknown_calls += (new.total_tokens is None) - (old.total_tokens is None)
+
     def section(self) -> dict[str, int]:
         return {
             "calls": self.calls,
@@ -73,9 +81,28 @@ class LLMStats:
         self._per_agent: dict[str, _Counter] = {}
         self._ops: dict[str, LLMOperationSamples] = {}
         self._ttft = SampleSet()
+        self._uncaptured: dict[str, int] = {}
+        self._unknown_streams = 0
+
+    def add_uncaptured(self, path: str) -> None:
+        """Record an LLM API request (its URL path) that no captured call accounts for."""
+        with self._lock:
+            if path in self._uncaptured or len(self._uncaptured) < 20:
+                self._uncaptured[path] = self._uncaptured.get(path, 0) + 1
+            else:
+                self._uncaptured["(other paths)"] = self._uncaptured.get("(other paths)", 0) + 1
+
+    @property
+    def uncaptured_calls(self) -> int:
+        return sum(self._uncaptured.values())
 
     def add(self, call: LLMCall) -> None:
-        """Record one call."""
+        """Record one call (a call with ``replaces`` corrects the counts of an earlier one)."""
+        old = call.replaces
+        if old is not None:
+            with self._lock:
+                self._swap(old, call)
+            return
         with self._lock:
             self._all.add(call)
             if call.cached_tokens is not None:
@@ -87,6 +114,8 @@ class LLMStats:
                 self._errors += 1
             if call.streamed:
                 self._streamed += 1
+                if call.total_tokens is None:
+                    self._unknown_streams += 1
             self._per_model.setdefault(call.model, _Counter()).add(call)
             if call.agent is not None:
                 self._per_agent.setdefault(call.agent, _Counter()).add(call)
@@ -99,6 +128,21 @@ class LLMStats:
                 self._ttft.add(call.ttft_s)
 
     __call__ = add
+
+    def _swap(self, old: LLMCall, new: LLMCall) -> None:
+        self._all.swap(old, new)
+        if old.streamed:
+            self._unknown_streams += (new.total_tokens is None) - (old.total_tokens is None)
+        for table, key in ((self._per_model, old.model), (self._per_agent, old.agent)):
+            counter = table.get(key) if key is not None else None
+            if counter is not None:
+                counter.swap(old, new)
+        for name in ("cached", "reasoning"):
+            before = getattr(old, f"{name}_tokens")
+            after = getattr(new, f"{name}_tokens")
+            if before != after:
+                current = getattr(self, f"_{name}") or 0
+                setattr(self, f"_{name}", current + (after or 0) - (before or 0))
 
     @property
     def calls(self) -> int:
@@ -149,6 +193,9 @@ class LLMStats:
                     "per_model": {m: c.section() for m, c in sorted(self._per_model.items())},
                     "per_agent": {g: c.section() for g, c in sorted(self._per_agent.items())},
                     "ttft_p95_s": ttft,
+                    "unknown_usage_streams": self._unknown_streams,
+                    "uncaptured_calls": sum(self._uncaptured.values()),
+                    "uncaptured_paths": dict(sorted(self._uncaptured.items())),
                 },
             }
 

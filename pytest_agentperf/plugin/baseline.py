@@ -35,6 +35,7 @@ from .terminal import safe_text
 
 if TYPE_CHECKING:  # compare and history load only when a baseline or history is used
     from ..compare import MetricComparison, Tolerances
+    from ..history.changes import HistoryBaseline
 
 
 __all__ = [
@@ -229,6 +230,7 @@ class RegressionPlugin:
         self.entries: dict[str, dict[str, Any]] = {}
         self.history_run: int | None = None
         self.history_error: str | None = None
+        self.history_baseline: HistoryBaseline | None = None
         if settings.baseline is not None:
             self._load_baseline(settings.baseline)
 
@@ -250,26 +252,43 @@ class RegressionPlugin:
             group = self.settings.group or fingerprint(self.env)
             what = (f"in machine group {group!r}" if self.settings.group
                     else f"on this machine (fingerprint {group})")
-            data = None
+            runs: list[int] = []
             if is_url(db) or Path(db).is_file():
+                from ..history.changes import HistoryBaseline
+
                 try:
-                    with open_history(db, readonly=True) as history:
-                        data = history.baseline_report(group)
+                    store = open_history(db, readonly=True)
                 except EmptyHistoryError:
-                    data = None
+                    store = None
                 except HistoryError as exc:
                     raise pytest.UsageError(f"--perf-compare=history: {exc}") from None
-            if data is None:
+                if store is not None:
+                    try:
+                        runs = [r.id for r in store.runs(limit=DEFAULT_BASELINE_RUNS,
+                                                         group=group, complete_only=True)]
+                    except HistoryError as exc:
+                        store.close()
+                        raise pytest.UsageError(f"--perf-compare=history: {exc}") from None
+                    if runs:
+                        tol = self.settings.tolerances
+                        self.history_baseline = HistoryBaseline(
+                            store, group, runs=DEFAULT_BASELINE_RUNS,
+                            tolerances={"latency": tol.latency, "memory": tol.memory,
+                                        "tokens": tol.tokens})
+                    else:
+                        store.close()
+            if not runs:
                 self.notes.append(f"no earlier complete run {what} in {shown}: "
                                   "nothing to compare with yet")
                 return
-            runs = data.get("history", {}).get("runs", [])
             if len(runs) < DEFAULT_BASELINE_RUNS:
                 self.notes.append(
                     f"history baseline has only {len(runs)} comparable complete "
                     f"run{'s' if len(runs) != 1 else ''} {what} ({DEFAULT_BASELINE_RUNS} "
                     "wanted): comparisons are less reliable until more runs are recorded")
-            self.source = f"history {shown} (runs {', '.join(map(str, runs))})"
+            self.source = (f"history {shown} (runs {', '.join(map(str, runs))}), per test "
+                           "the runs since its last change point")
+            return
         else:
             try:
                 data = load_report(baseline)
@@ -310,13 +329,29 @@ class RegressionPlugin:
                 tolerances = marker_tolerances(item, tolerances)
             except ValueError as exc:
                 return [str(exc)]
-        base = self.base_tests.get(str(entry.get("nodeid")))
+        nodeid = str(entry.get("nodeid"))
+        history_info: dict[str, Any] | None = None
+        base: Mapping[str, Any] | None
+        if self.history_baseline is not None:
+            from ..history import HistoryError
+
+            try:
+                base, history_info = self.history_baseline.entry(nodeid, entry)
+            except HistoryError as exc:
+                return [f"--perf-compare=history: {exc}"]
+        else:
+            base = self.base_tests.get(nodeid)
         if base is None:
             entry["baseline"] = {"verdict": "inconclusive", "status": "new", "metrics": [],
                                  "note": "not in the baseline"}
             return []
         comparison = compare_entries(base, entry, tolerances)
         entry["baseline"] = comparison.as_dict()
+        if history_info is not None:
+            regressed = {m.metric for m in comparison.by_verdict("regression")}
+            history_info["drifts"] = [d for d in history_info["drifts"]
+                                      if d["metric"] not in regressed]
+            entry["baseline"]["history"] = history_info
         regressions = comparison.by_verdict("regression")
         if not regressions or self.settings.warn_only:
             return []
@@ -336,6 +371,7 @@ class RegressionPlugin:
     def summary(self, tests: list[Mapping[str, Any]]) -> dict[str, Any]:
         """The report's top-level ``baseline`` block."""
         regressions, improvements, inconclusive, new = [], [], [], []
+        drifts: list[Mapping[str, Any]] = []
         counts = {"regression": 0, "improvement": 0, "inconclusive": 0, "unchanged": 0}
         for t in tests:
             b = t.get("baseline")
@@ -354,6 +390,7 @@ class RegressionPlugin:
                     m for m in metrics if m.get("verdict") == "improvement"]})
             if verdict == "inconclusive" and b.get("status") != "new":
                 inconclusive.append(t["nodeid"])
+            drifts += (b.get("history") or {}).get("drifts") or []
         return {
             "source": self.source,
             "mode": "warn" if self.settings.warn_only else "fail",
@@ -363,6 +400,7 @@ class RegressionPlugin:
             "improvements": improvements,
             "inconclusive": inconclusive,
             "new": new,
+            "drifts": drifts,
             "environment_warnings": self.env_warnings,
             "baseline_warnings": self.baseline_warnings,
             "notes": self.notes,
@@ -372,6 +410,11 @@ class RegressionPlugin:
     def pytest_agentperf_report(self, config: pytest.Config, report: dict[str, Any]) -> None:
         if self.settings.baseline is not None:
             report["baseline"] = self.summary(report.get("tests", []))
+
+    def pytest_unconfigure(self, config: pytest.Config) -> None:
+        if self.history_baseline is not None:
+            self.history_baseline.store.close()
+            self.history_baseline = None
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
@@ -424,13 +467,17 @@ class RegressionPlugin:
                 for m in r["metrics"]:
                     tr.write_line(safe_text(f"improved {r['nodeid']}: {_describe(m)}", False),
                                   green=True)
+            for d in s["drifts"]:
+                tr.write_line(safe_text(f"DRIFT {d['nodeid']}: {_describe_drift(d)}", False),
+                              yellow=True)
             for nodeid in s["inconclusive"]:
                 why = _why_inconclusive(self.entries[nodeid])
                 tr.write_line(safe_text(f"inconclusive {nodeid}: {why}", newlines=False))
             tr.write_line(
                 f"{len(s['regressions'])} regressed, {len(s['improvements'])} improved, "
                 f"{len(s['inconclusive'])} inconclusive, {c['unchanged']} unchanged, "
-                f"{len(s['new'])} not in the baseline")
+                f"{len(s['new'])} not in the baseline"
+                + (f", {len(s['drifts'])} drifting" if s["drifts"] else ""))
         if self.history_run is not None:
             tr.write_line(f"perf history: run {self.history_run} -> "
                           f"{display_target(self.settings.history_path or '')}")
@@ -456,6 +503,23 @@ def _describe(m: Mapping[str, Any]) -> str:
     change_text = "n/a" if change is None else f"{change * 100:+.1f}%"
     return (f"{m.get('metric')} {fmt(m.get('baseline'))} -> {fmt(m.get('current'))} "
             f"({change_text}, tolerance {float(m.get('tolerance', 0)) * 100:g}%; {evidence})")
+
+
+def _describe_drift(d: Mapping[str, Any]) -> str:
+    """A creeping change: the level before the first upward change point -> now."""
+    unit = d.get("unit")
+
+    def fmt(v: float) -> str:
+        return f"{v * 1e3:.2f} ms" if unit == "s" else (
+            f"{v:.1f} MiB" if unit == "MiB" else f"{v:g} {unit}")
+
+    since = f"run {d['since_run']}" if d.get("since_run") else "this run"
+    if d.get("since_commit"):
+        since += f" ({str(d['since_commit'])[:10]})"
+    return (f"{d['metric']} {fmt(d['before'])} -> {fmt(d['after'])} "
+            f"({d['change'] * 100:+.1f}%) over {d['runs']} runs since {since}, "
+            f"{d['change_points']} change point{'s' if d['change_points'] != 1 else ''}; "
+            "no single comparison with the recent runs shows it")
 
 
 def _why_inconclusive(entry: Mapping[str, Any]) -> str:

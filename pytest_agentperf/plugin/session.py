@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import os
 import signal
-import sys
 import threading
 import time
+import weakref
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +23,7 @@ import pytest
 
 from .. import __version__
 from ..budgets import BudgetError, check_budget, format_violations, validate_budget
+from ..llm.import_hook import PostImportHooks
 from ..measurement.memory import MemoryMethod, MemoryProbe, ProcFiles
 from ..record import TestRecord
 from ..report import ReportError, build_report, plain_json, utc_now, write_report
@@ -35,6 +36,8 @@ __all__ = ["SESSION_KEY", "PerfSession", "Settings", "ensure_record"]
 
 #: seconds between snapshot writes of an in-progress report
 SNAPSHOT_INTERVAL = 1.0
+#: modules whose import switches the LLM capture on (patched the moment they are imported)
+LLM_MODULES = ("openai", "anthropic", "opentelemetry.trace", "httpx", "httpx2")
 #: the first finished tests each get a snapshot (small, cheap), so quick tests
 #: before a long one that is killed are not lost to the interval
 EARLY_SNAPSHOTS = 10
@@ -69,12 +72,21 @@ class PerfSession:
         self.written = False
         #: the LLM capture, created once an SDK or OpenTelemetry has been imported
         self.llm: Any = None
+        #: the running test's LLM sink (routing for a capture created during the test)
+        self._llm_sink: _LazyStats | None = None
+        self._llm_lock = threading.Lock()
+        self._imports = PostImportHooks()
+        if not disabled:  # --perf-disable: no capture, nothing patched
+            self._imports.install()
+            for name in LLM_MODULES:
+                self._imports.register(name, self._on_llm_import)
         self._proc: ProcFiles | None = None
         if settings.memory_method == "hwm":
             self._proc = ProcFiles()
         self._snapshot_interval = SNAPSHOT_INTERVAL
-        #: entries finished since the last snapshot
-        self._dirty = False
+        #: entries added so far / when the last write was built: unequal = unwritten tests
+        self._added = 0
+        self._written_added = 0
         #: why a write failed (snapshot or final), for the terminal and the report
         self.write_errors: list[str] = []
         #: a pytest_agentperf_report hook (or the like) failed: goes into the report
@@ -82,6 +94,15 @@ class PerfSession:
         #: the SIGTERM handler that was there before ours (restored at unconfigure)
         self._prev_sigterm: Any = None
         self._sigterm_installed = False
+        #: one writer at a time (main thread, snapshot timer, SIGTERM handler)
+        self._lock = threading.RLock()
+        #: a measured test is in its call phase: the snapshot timer waits (its write
+        #: would add memory and CPU to the test's figures)
+        self._measuring = False
+        self._timer: _SnapshotTimer | None = None
+        #: the timer is wanted (a report path); stopped before a fork, restarted after
+        self._timer_wanted = False
+        self._unannounced: list[str] = []
         #: more verdicts on each measured test's entry, after the budget check (the
         #: regression gate): ``check(item, entry) -> failure messages``; a check may add
         #: its findings to ``entry`` in place
@@ -134,6 +155,9 @@ class PerfSession:
         record = item.stash.get(RECORD_KEY, None)
         probe = None
         diagnostics = None
+        if record is not None and self._timer_wanted:
+            with self._lock:  # waits for a timer snapshot under way (a few ms at most)
+                self._measuring = True
         if record is not None:
             diagnostics = CallDiagnostics(item, record)
             if self.settings.memory_method != "off":
@@ -141,10 +165,12 @@ class PerfSession:
                 probe.start()
             diagnostics.start()
         llm_stats = _LazyStats()
-        llm = self._llm_capture()
-        if llm is not None:
-            llm.ensure_installed()  # patches SDKs imported since the last test; ~0.1 us
-            llm.start(llm_stats)
+        with self._llm_lock:
+            self._llm_sink = llm_stats
+            llm = self.llm
+            if llm is not None:
+                llm.ensure_installed()  # a no-op unless a module escaped the import hooks
+                llm.start(llm_stats, llm_stats.uncaptured)
         cpu0 = time.process_time_ns()
         t0 = time.perf_counter_ns()
         failed = False
@@ -160,8 +186,11 @@ class PerfSession:
         finally:
             t1 = time.perf_counter_ns()
             cpu1 = time.process_time_ns()
-            if llm is not None:
-                llm.stop()
+            self._measuring = False
+            with self._llm_lock:
+                self._llm_sink = None
+                if self.llm is not None:  # maybe created by an import during the test
+                    self.llm.stop()
             if record is not None and diagnostics is not None:
                 diagnostics.stop(record, call_failed=failed)
             if probe is not None:
@@ -192,16 +221,23 @@ class PerfSession:
         entry = self._entry(record)
         entry["outcome"] = "interrupted"
         self.entries[item.nodeid] = entry
+        self._added += 1
 
-    def _llm_capture(self) -> Any:
-        """The capture, made when a test suite has imported something it can capture."""
-        if self.llm is None:
-            modules = sys.modules
-            if "openai" in modules or "anthropic" in modules or "opentelemetry.trace" in modules:
-                from ..llm import LLMCapture
+    def _on_llm_import(self, module: Any) -> None:
+        """An SDK, HTTP client or OpenTelemetry finished importing: capture it from now on.
+
+        Runs in whatever thread imported it, possibly in the middle of a test: the capture
+        is created on the first such import and routed to the running test at once.
+        """
+        with self._llm_lock:
+            if self.llm is None:
+                from ..llm.capture import LLMCapture
 
                 self.llm = LLMCapture()
-        return self.llm
+            self.llm.ensure_installed()
+            sink = self._llm_sink
+            if sink is not None and not self.llm.active:
+                self.llm.start(sink, sink.uncaptured)
 
     def _add_llm(self, record: TestRecord, stats: Any) -> None:
         from ..llm import cost_usd
@@ -313,7 +349,8 @@ class PerfSession:
         if entry is None or report.when != "teardown" or self.is_worker:
             return
         self.entries[report.nodeid] = entry
-        self._dirty = True
+        self._added += 1
+        self._start_timer()  # after a fork stopped it
         if self.settings.report_path is not None:
             now = time.monotonic()
             if (len(self.entries) <= EARLY_SNAPSHOTS
@@ -329,25 +366,41 @@ class PerfSession:
         entry = self._entry(TestRecord(nodeid))
         entry["outcome"] = "crashed"
         self.entries[nodeid] = entry
+        self._added += 1
         from .baseline import REGRESSION_KEY
 
         gate = self.config.stash.get(REGRESSION_KEY, None)
         if gate is not None:
             gate.entries[nodeid] = entry
 
-    def snapshot(self, reason: str) -> None:
-        """Write the in-progress report; a failure is a warning, never the end of the run."""
-        try:
-            self._write(complete=False, reason=reason)
-        except (OSError, ReportError, TypeError, ValueError) as exc:
-            self._last_snapshot = time.monotonic()  # don't retry after every test
-            text = f"could not write the in-progress report: {_reason(exc)}"
-            if text not in self.write_errors:
-                self.write_errors.append(text)
-                tr = self.config.pluginmanager.get_plugin("terminalreporter")
+    def snapshot(self, reason: str, announce: bool = True) -> None:
+        """Write the in-progress report; a failure is a warning, never the end of the run.
+
+        ``announce=False`` (the timer thread) leaves the terminal line to the main
+        thread's next snapshot.
+        """
+        with self._lock:
+            try:
+                self._write(complete=False, reason=reason)
+            except (OSError, ReportError, TypeError, ValueError) as exc:
+                self._last_snapshot = time.monotonic()  # don't retry after every test
+                text = f"could not write the in-progress report: {_reason(exc)}"
+                if text not in self.write_errors:
+                    self.write_errors.append(text)
+                    self._unannounced.append(text)
+        if announce:
+            tr = self.config.pluginmanager.get_plugin("terminalreporter")
+            while self._unannounced:
+                text = self._unannounced.pop(0)
                 if tr is not None:
                     tr.write_line(f"agentperf: warning: {text} (the session goes on; the "
                                   "final report is tried again)", yellow=True)
+
+    def _snapshot_due(self) -> bool:
+        """For the timer: finished tests not yet written, the interval passed, and no
+        measured test running."""
+        return (self._added != self._written_added and not self._measuring
+                and time.monotonic() - self._last_snapshot >= self._snapshot_interval)
 
     # -- report ------------------------------------------------------------------
     def env(self) -> dict[str, Any]:
@@ -371,6 +424,7 @@ class PerfSession:
         path, html_path = self.settings.report_path, self.settings.html_path
         if path is None and not (final and html_path is not None):
             return
+        added = self._added
         data = self.report(complete, reason)
         if final:
             try:
@@ -382,7 +436,7 @@ class PerfSession:
                 data["plugin_errors"] = [*(errors if isinstance(errors, list) else []), text]
         if path is not None:
             write_report(path, data, durable=final)
-        self._dirty = False
+        self._written_added = added
         self._last_snapshot = time.monotonic()
         if final and html_path is not None:
             from ..html import write_html
@@ -419,6 +473,27 @@ class PerfSession:
                 ) from exc
         if self.settings.report_path is not None or self.settings.html_path is not None:
             self._install_sigterm()
+        if self.settings.report_path is not None:
+            self._timer_wanted = True
+            self._start_timer()
+            if hasattr(os, "register_at_fork"):
+                # a test that forks must not see our thread: Python 3.12+ warns
+                # (DeprecationWarning, an error under filterwarnings=error) when a
+                # multi-threaded process forks; the next finished test restarts it
+                before = weakref.WeakMethod(self._stop_timer)
+                os.register_at_fork(before=lambda: _call_weak(before))
+
+    def _start_timer(self) -> None:
+        if self._timer is None and self._timer_wanted:
+            self._timer = _SnapshotTimer(self)
+            self._timer.start()
+
+    def _stop_timer(self) -> None:
+        timer, self._timer = self._timer, None
+        if timer is not None:
+            timer.stop.set()
+            if timer is not threading.current_thread():
+                timer.join(timeout=30)
 
     # -- SIGTERM (CI cancel / timeout) ------------------------------------------------
     def _install_sigterm(self) -> None:
@@ -460,6 +535,9 @@ class PerfSession:
         self.incomplete_reason = "internal error"
 
     def pytest_unconfigure(self) -> None:
+        self._imports.uninstall()
+        self._timer_wanted = False
+        self._stop_timer()
         self._restore_sigterm()
         if self.llm is not None:
             self.llm.uninstall()
@@ -481,13 +559,16 @@ class PerfSession:
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        self._timer_wanted = False
+        self._stop_timer()
         self._restore_sigterm()
         if self.is_worker or (self.settings.report_path is None and
                               self.settings.html_path is None):
             return
         reason = self.final_reason(session, exitstatus)
         try:
-            self._write_final(reason)
+            with self._lock:
+                self._write_final(reason)
             self.written = True
         except (OSError, ReportError, TypeError, ValueError) as exc:
             text = f"could not write the report: {_reason(exc)}"
@@ -529,6 +610,26 @@ class PerfSession:
             tr.write_line(f"perf html: {self.settings.html_path}")
 
 
+class _SnapshotTimer(threading.Thread):
+    """Writes the in-progress report when finished tests wait longer than the interval
+    (a long test after quick ones), so a SIGKILL loses at most ~1 s of finished tests.
+
+    Never during a measured test's call phase (serial runs): the write's memory and
+    CPU would count as the test's.  Under xdist the controller measures nothing.
+    """
+
+    def __init__(self, session: PerfSession) -> None:
+        super().__init__(name="agentperf-snapshots", daemon=True)
+        self.session = session
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        session = self.session
+        while not self.stop.wait(SNAPSHOT_INTERVAL / 2):
+            if session._snapshot_due():
+                session.snapshot("session in progress", announce=False)
+
+
 class _LazyStats:
     """The LLM capture's sink for one test: an ``LLMStats`` made at the first call only."""
 
@@ -538,14 +639,27 @@ class _LazyStats:
         self.stats: Any = None
         self._lock = threading.Lock()
 
-    def __call__(self, call: Any) -> None:
+    def _get(self) -> Any:
         if self.stats is None:
             with self._lock:
                 if self.stats is None:
-                    from ..llm import LLMStats
+                    from ..llm.summary import LLMStats
 
                     self.stats = LLMStats()
-        self.stats.add(call)
+        return self.stats
+
+    def __call__(self, call: Any) -> None:
+        self._get().add(call)
+
+    def uncaptured(self, path: str) -> None:
+        """An LLM API request that no captured call accounts for (seen at the HTTP layer)."""
+        self._get().add_uncaptured(path)
+
+
+def _call_weak(method: weakref.WeakMethod[Callable[[], None]]) -> None:
+    bound = method()
+    if bound is not None:
+        bound()
 
 
 def _reason(exc: BaseException) -> str:

@@ -1,0 +1,117 @@
+"""Change-point detection on simulated run histories vs the pairwise gate on the same series.
+
+Each series is 40 runs; each run has 30 latency samples from the noise model of
+``bench_regression_stats.py`` (log-normal, median 10 ms, sigma 0.1 in log space,
+5 % outliers x2..6), and the series is one headline metric per run (p50 or p95).
+
+* **no shift**: how many series get any change point (false alarms);
+* **20 % step** at run 35: found within the 5 runs after it (a change point
+  within 2 runs of the step when the series ends 5 runs after it);
+* **2 %-per-run creep** from run 25: found within 15 runs (an upward change
+  point at or after run 25, or a drift reported, by the end of the series).
+
+Side by side, the **pairwise gate** on the same series: each run's samples against
+the 5 runs before it pooled (``compare.compare_entries``, +10 % and Mann-Whitney
+p < 0.005), as ``--perf-compare=history`` did before change points, at every run
+of the window (the 5 runs from the step, the 15 runs of the creep, the last 15
+runs without a shift): a hit when any of them fails.
+
+Run: ``python bench/bench_changepoints.py [--quick]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import random
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pytest_agentperf.changepoints import e_divisive
+from pytest_agentperf.compare import Tolerances, compare_entries
+from pytest_agentperf.stats import summarize
+
+RUNS = 40
+SAMPLES = 30
+
+
+def run_samples(rng: random.Random, level: float, sigma: float = 0.1,
+                outliers: float = 0.05) -> list[float]:
+    out = []
+    for _ in range(SAMPLES):
+        v = 0.010 * level * math.exp(rng.gauss(0.0, sigma))
+        if rng.random() < outliers:
+            v *= rng.uniform(2.0, 6.0)
+        out.append(v)
+    return out
+
+
+def levels(kind: str) -> list[float]:
+    if kind == "none":
+        return [1.0] * RUNS
+    if kind == "step":
+        return [1.0 if i < 35 else 1.2 for i in range(RUNS)]
+    return [1.0 if i < 25 else 1.02 ** (i - 24) for i in range(RUNS)]  # creep
+
+
+def entry(samples: list[float]) -> dict[str, Any]:
+    lat = summarize(samples)
+    lat["samples"] = samples
+    return {"nodeid": "t", "latency": lat}
+
+
+def trial(kind: str, metric: str, rng: random.Random) -> tuple[bool, bool, float]:
+    """(change-point detection hit, pairwise gate hit, seconds spent detecting)."""
+    runs = [run_samples(rng, lv) for lv in levels(kind)]
+    series = [summarize(r)[metric] for r in runs]
+    t0 = time.perf_counter()
+    cps = e_divisive(series)
+    spent = time.perf_counter() - t0
+    if kind == "none":
+        hit = bool(cps)
+    elif kind == "step":
+        hit = any(abs(c.index - 35) <= 2 and c.after > c.before for c in cps)
+    else:
+        hit = any(c.index >= 25 and c.after > c.before for c in cps)
+    # the gate gets a chance at every run of the window: 5 after the step, 15 of the creep,
+    # the last 15 runs without a shift
+    first = 35 if kind == "step" else 25
+    gate = any(compare_entries(entry([v for r in runs[i - 5:i] for v in r]), entry(runs[i]),
+                               Tolerances()).verdict == "regression"
+               for i in range(first, RUNS))
+    return hit, gate, spent
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="fewer series")
+    args = ap.parse_args()
+    n_null, n_other = (300, 100) if args.quick else (1000, 300)
+    print(f"{RUNS} runs per series, {SAMPLES} samples per run, sigma 0.1, 5 % outliers; "
+          "E-divisive alpha 0.005, 199 permutations, min 3 runs per side")
+    print(f"{'scenario':<26} {'metric':<5} {'series':>6} | {'change points':>13} "
+          f"{'pairwise gate':>13} | {'ms/series':>9}")
+    t_start = time.perf_counter()
+    for kind, label in (("none", "no shift (false alarms)"), ("step", "20% step, 5 runs after"),
+                        ("creep", "2%/run creep, 15 runs")):
+        for metric in ("p50", "p95"):
+            rng = random.Random(f"{kind}-{metric}")
+            n = n_null if kind == "none" else n_other
+            hits = gates = 0
+            spent = 0.0
+            for _ in range(n):
+                hit, gate, s = trial(kind, metric, rng)
+                hits += hit
+                gates += gate
+                spent += s
+            print(f"{label:<26} {metric:<5} {n:>6} | {hits / n:>13.1%} {gates / n:>13.1%} | "
+                  f"{spent / n * 1e3:>9.1f}")
+    print(f"elapsed {time.perf_counter() - t_start:.1f} s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,206 @@
+"""Change points in a run series: E-divisive means with a permutation significance test.
+
+A level shift (a step) in a metric across runs — "p95 went from 12 ms to 15 ms
+at run 31" — is what a pairwise gate misses when it creeps in 2 % at a time,
+and what makes a baseline stale when it is accepted.  This is the algorithm
+Apache Otava (ex-Hunter) and MongoDB's CI use (Matteson & James 2014, "A
+nonparametric approach for multiple change point analysis of multivariate
+data"; Daly et al. 2020, "The Use of Change Point Detection to Identify
+Software Performance Regressions in a Continuous Integration System"):
+
+* For a segment and each split ``t`` and right end ``k``, the divergence
+  between the left part ``x[:t]`` and the right part ``x[t:k]`` is the energy
+  statistic with ``alpha = 1``:
+  ``Q = m k / (m + k) * (2 mean|x_i - y_j| - mean|x_i - x_i'| - mean|y_j - y_j'|)``
+  (``m``, ``k`` the part sizes, means over pairs).  It is zero when the two
+  parts have the same distribution and grows with any difference in level;
+  searching the right end too finds a shift that goes back later.
+* The best split is significant when a random permutation of the segment
+  rarely reaches as large a ``max Q``: ``p = (1 + #{perm >= observed}) / (1 +
+  permutations)``.  The test stops as soon as ``p`` can no longer fall below
+  ``alpha`` (most segments without a change are settled in a few
+  permutations), and the permutations use a fixed seed: the same series
+  always gives the same answer.
+* Significant splits are kept and each side is searched again (binary
+  segmentation), until no segment has a significant split.
+
+The published libraries that implement it (``signal-processing-algorithms``,
+``apache-otava``) pin old numpy / Python versions or pull in cloud SDKs, so
+this is a small pure-Python version: ``O(n^2)`` per permutation for a series
+of ``n`` runs (a history window is tens of runs; about 1 ms per permutation for
+40 runs).  No pytest, no numpy.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+__all__ = ["ChangePoint", "e_divisive", "q_statistics"]
+
+#: Significance level of the permutation test.
+DEFAULT_ALPHA = 0.005
+#: Permutations per test: p reaches 1 / (1 + permutations) = 0.005 when none of them
+#: matches the observed split, and the test stops at the first one that does.
+DEFAULT_PERMUTATIONS = 199
+#: Fewest runs on each side of a change point.
+DEFAULT_MIN_SIZE = 3
+
+
+@dataclass(frozen=True)
+class ChangePoint:
+    """A level shift: ``index`` is the first run of the new level."""
+
+    index: int
+    before: float  # median of the segment before
+    after: float  # median of the segment after
+    p_value: float
+    q: float
+
+    @property
+    def change(self) -> float | None:
+        """Relative change of the median, ``after / before - 1`` (None when before is 0)."""
+        return self.after / self.before - 1 if self.before else None
+
+
+def _pair_sums(xs: Sequence[float]) -> list[float]:
+    """``out[t] = sum_{i<j<t} |x_i - x_j|``: the within-pair sum of every prefix.
+
+    Each new value's distances to the earlier ones come from a sorted copy: with
+    ``k`` earlier values below it, ``sum |v - u| = v k - below + (total - below) -
+    v (t - k)``, so the work per value is a slice sum and an insertion (C loops).
+    """
+    out = [0.0] * (len(xs) + 1)
+    ordered: list[float] = []
+    total = running = 0.0
+    for t, v in enumerate(xs):
+        k = bisect.bisect_left(ordered, v)
+        below = sum(ordered[:k])
+        running += v * k - below + (total - below) - v * (t - k)
+        ordered.insert(k, v)
+        total += v
+        out[t + 1] = running
+    return out
+
+
+def q_statistics(xs: Sequence[float], min_size: int = DEFAULT_MIN_SIZE) -> list[float]:
+    """``Q(t)`` with the right part running to the end, for every split ``t`` of ``xs``
+    with at least ``min_size`` on each side (``result[t]``; 0.0 where no split is
+    allowed): the divergence profile of a series."""
+    n = len(xs)
+    q = [0.0] * (n + 1)
+    if n < 2 * min_size:
+        return q
+    left = _pair_sums(xs)
+    right = _pair_sums(xs[::-1])  # right[k]: within-sum of the last k values
+    whole = left[n]
+    for t in range(min_size, n - min_size + 1):
+        m, k = t, n - t
+        w_left, w_right = left[t], right[k]
+        cross = whole - w_left - w_right
+        e = (2.0 * cross / (m * k) - w_left / (m * (m - 1) / 2)
+             - w_right / (k * (k - 1) / 2))
+        q[t] = m * k / (m + k) * e
+    return q
+
+
+def _interval_sums(xs: Sequence[float]) -> list[list[float]]:
+    """``w[a][b] = sum_{a<=i<j<b} |x_i - x_j|`` for every interval (``O(n^2)``)."""
+    n = len(xs)
+    w = [[0.0] * (n + 1) for _ in range(n + 1)]
+    for b in range(1, n):
+        v = xs[b]
+        acc = 0.0
+        for a in range(b - 1, -1, -1):  # acc = sum_{a<=i<b} |x_b - x_i|
+            acc += abs(v - xs[a])
+            w[a][b + 1] = w[a][b] + acc
+    return w
+
+
+def _best_split(xs: Sequence[float], min_size: int) -> tuple[int, float]:
+    """The split ``t`` of ``xs`` and the largest ``Q(t, k)`` over right ends ``k``.
+
+    As Matteson & James: the left part is ``xs[:t]`` and the right part
+    ``xs[t:k]`` for every ``k``, so a shift that later goes back (a regression
+    fixed some runs later) is as visible as one that stays.
+    """
+    n = len(xs)
+    if n < 2 * min_size:
+        return 0, 0.0
+    w = _interval_sums(xs)
+    whole = w[0]
+    best_t, best_q = 0, 0.0
+    for t in range(min_size, n - min_size + 1):
+        w_left = whole[t]
+        within_left = w_left / (t * (t - 1) / 2) if t > 1 else 0.0
+        row = w[t]
+        q = max([
+            t * m / (t + m) * (2.0 * (whole[t + m] - w_left - row[t + m]) / (t * m)
+                               - within_left - row[t + m] * 2.0 / (m * (m - 1)))
+            for m in range(max(min_size, 2), n - t + 1)] or [0.0])
+        if q > best_q:
+            best_t, best_q = t, q
+    return best_t, best_q
+
+
+def _significance(xs: list[float], observed: float, min_size: int, alpha: float,
+                  permutations: int, rng: random.Random) -> float:
+    """Permutation p-value of ``observed`` (stops once it cannot fall below ``alpha``)."""
+    limit = alpha * (permutations + 1) - 1  # more exceedances than this: not significant
+    exceed = 0
+    shuffled = list(xs)
+    for done in range(1, permutations + 1):
+        rng.shuffle(shuffled)
+        if _best_split(shuffled, min_size)[1] >= observed * (1 - 1e-12):
+            exceed += 1
+            if exceed > limit:
+                return (1 + exceed) / (1 + done)
+    return (1 + exceed) / (1 + permutations)
+
+
+def _median(xs: Sequence[float]) -> float:
+    s = sorted(xs)
+    mid = len(s) // 2
+    return s[mid] if len(s) % 2 else (s[mid - 1] + s[mid]) / 2
+
+
+def e_divisive(series: Sequence[float], *, alpha: float = DEFAULT_ALPHA,
+               permutations: int = DEFAULT_PERMUTATIONS,
+               min_size: int = DEFAULT_MIN_SIZE, seed: int = 0) -> list[ChangePoint]:
+    """Significant level shifts in ``series``, in index order.
+
+    ``series`` is one metric run by run (oldest first); non-finite values are
+    not allowed (drop them first).  Before/after are the medians of the
+    neighbouring segments between change points.
+    """
+    xs = [float(v) for v in series]
+    if any(not math.isfinite(v) for v in xs):
+        raise ValueError("series has a non-finite value")
+    if min_size < 1 or not 0 < alpha < 1 or permutations < 1:
+        raise ValueError("need min_size >= 1, 0 < alpha < 1, permutations >= 1")
+    rng = random.Random(seed)
+    found: dict[int, tuple[float, float]] = {}
+    pending = [(0, len(xs))]
+    while pending:
+        a, b = pending.pop()
+        segment = xs[a:b]
+        if len(segment) < 2 * min_size or max(segment) == min(segment):
+            continue
+        split, observed = _best_split(segment, min_size)
+        if observed <= 0:
+            continue
+        p = _significance(segment, observed, min_size, alpha, permutations, rng)
+        if p > alpha:
+            continue
+        found[a + split] = (p, observed)
+        pending += [(a, a + split), (a + split, b)]
+    bounds = [0, *sorted(found), len(xs)]
+    out = []
+    for i in range(1, len(bounds) - 1):
+        lo, at, hi = bounds[i - 1], bounds[i], bounds[i + 1]
+        p, q = found[at]
+        out.append(ChangePoint(at, _median(xs[lo:at]), _median(xs[at:hi]), p, q))
+    return out

@@ -1,0 +1,86 @@
+"""changepoints.py: E-divisive means with a permutation test, on series with known shifts."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import random
+
+import pytest
+
+from pytest_agentperf.changepoints import e_divisive, q_statistics
+
+
+def noisy(rng: random.Random, levels: list[float], sigma: float = 0.02) -> list[float]:
+    return [lv * math.exp(rng.gauss(0.0, sigma)) for lv in levels]
+
+
+def test_q_statistic_is_the_energy_divergence() -> None:
+    xs = [1.0, 4.0, 2.0, 8.0, 5.0, 7.0, 3.0, 9.0]
+
+    def mean_abs(a: list[float], b: list[float]) -> float:
+        return sum(abs(x - y) for x in a for y in b) / (len(a) * len(b))
+
+    def within(a: list[float]) -> float:
+        pairs = list(itertools.combinations(a, 2))
+        return sum(abs(x - y) for x, y in pairs) / len(pairs)
+
+    q = q_statistics(xs, min_size=2)
+    for t in range(2, len(xs) - 1):
+        left, right = xs[:t], xs[t:]
+        m, k = len(left), len(right)
+        expected = m * k / (m + k) * (2 * mean_abs(left, right) - within(left) - within(right))
+        assert q[t] == pytest.approx(expected), t
+    assert q[0] == q[1] == q[len(xs) - 1] == 0.0
+
+
+def test_a_step_is_found_where_it_begins_with_levels_and_significance() -> None:
+    series = noisy(random.Random(1), [10.0] * 20 + [13.0] * 20)
+    (cp,) = e_divisive(series)
+    assert cp.index == 20
+    assert cp.before == pytest.approx(10.0, rel=0.03)
+    assert cp.after == pytest.approx(13.0, rel=0.03)
+    assert cp.change == pytest.approx(0.3, abs=0.05)
+    assert cp.p_value <= 0.005
+    assert e_divisive(series) == [cp]  # deterministic
+
+
+def test_a_staircase_and_a_recovery() -> None:
+    series = noisy(random.Random(2), [10.0] * 12 + [13.0] * 12 + [17.0] * 12)
+    assert [c.index for c in e_divisive(series)] == [12, 24]
+    # a regression fixed later: binary segmentation (as Otava/MongoDB) splits the longer
+    # side first, then finds the way back
+    series = noisy(random.Random(2), [10.0] * 20 + [15.0] * 10 + [10.0] * 10)
+    up, down = e_divisive(series)
+    assert (up.index, down.index) == (20, 30)
+    assert up.after > up.before and down.after < down.before
+
+
+def test_no_change_in_flat_or_noisy_series() -> None:
+    assert e_divisive([100.0] * 30) == []
+    assert e_divisive([1.0, 2.0]) == []
+    rng = random.Random(3)
+    false = sum(bool(e_divisive(noisy(rng, [10.0] * 40, sigma=0.1))) for _ in range(60))
+    assert false <= 2
+
+
+def test_min_size_runs_are_needed_after_a_step() -> None:
+    rng = random.Random(4)
+    base = noisy(rng, [10.0] * 30)
+    assert e_divisive([*base, 20.0, 20.1]) == []  # two runs: not yet a level
+    (cp,) = e_divisive([*base, 20.0, 20.1, 19.9])
+    assert cp.index == 30
+
+
+def test_a_step_in_a_deterministic_metric() -> None:
+    (cp,) = e_divisive([100.0] * 20 + [120.0] * 5)
+    assert (cp.index, cp.before, cp.after) == (20, 100.0, 120.0)
+
+
+def test_bad_input_is_refused() -> None:
+    with pytest.raises(ValueError, match="non-finite"):
+        e_divisive([1.0, float("nan"), 2.0])
+    with pytest.raises(ValueError, match="min_size"):
+        e_divisive([1.0] * 10, min_size=0)
+    with pytest.raises(ValueError, match="alpha"):
+        e_divisive([1.0] * 10, alpha=1.5)
