@@ -21,6 +21,8 @@ Adding a subcommand: write ``add_<name>_parser(subparsers)`` that calls
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -33,6 +35,7 @@ from .compare import (
     format_comparison,
     parse_tolerance_spec,
 )
+from .export import add_export_parser
 from .history import (
     DEFAULT_HISTORY_PATH,
     HistoryError,
@@ -104,6 +107,9 @@ def add_compare_parser(subparsers: Any) -> None:
                    help="with BASE=history: the machine group (--perf-history-group) to "
                    "compare with (default: NEW's machine fingerprint)")
     p.add_argument("--all", action="store_true", help="show unchanged metrics too")
+    p.add_argument("--format", choices=("table", "markdown", "json"), default="table",
+                   help="table (default, for the terminal), markdown (a PR-comment body for "
+                   "gh pr comment --body-file or a sticky-comment action) or json")
     p.set_defaults(func=run_compare)
 
 
@@ -131,7 +137,17 @@ def run_compare(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise CliError(str(exc)) from None
     comparison = compare_reports(base, new, tolerances)
-    print(format_comparison(comparison, show_all=args.all))
+    if args.format == "markdown":
+        from .markdown import comparison_markdown
+
+        print(comparison_markdown(comparison, str(args.base), str(args.new)), end="")
+    elif args.format == "json":
+        from .markdown import comparison_dict
+
+        print(json.dumps(comparison_dict(comparison, str(args.base), str(args.new)),
+                         indent=2))
+    else:
+        print(format_comparison(comparison, show_all=args.all))
     return 1 if comparison.has_regressions else 0
 
 
@@ -345,6 +361,7 @@ SUBCOMMANDS: tuple[Callable[[Any], None], ...] = (
     add_merge_parser,
     add_history_parser,
     add_html_parser,
+    add_export_parser,
     add_ab_parser,
 )
 
@@ -376,4 +393,45 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (CliError, ReportError, HistoryError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
+    except _INPUT_ERRORS as exc:
+        # a file that passed the schema but still holds data no command can use: one line,
+        # exit 2 (1 means "regression" to a CI script); PYTEST_AGENTPERF_TRACEBACK=1 shows more
+        if os.environ.get("PYTEST_AGENTPERF_TRACEBACK"):
+            raise
+        print(f"{PROG}: error: {_diagnose(args, exc)}"
+              .encode("utf-8", "backslashreplace").decode("utf-8"), file=sys.stderr)
+        return 2
     return status
+
+
+def _diagnose(args: argparse.Namespace, exc: BaseException) -> str:
+    """Which input file (and field, by the report schema) made a command fail."""
+    from .report import load_schema
+    from .validate import first_error
+
+    files = _input_files(args)
+    for name in files:
+        try:
+            data = json.loads(Path(name).read_text("utf-8"))
+        except (OSError, ValueError, RecursionError):
+            continue
+        problem = first_error(data, load_schema())
+        if problem is not None:
+            return f"report file {name}: {problem}"
+    return (f"cannot use {', '.join(files) or 'the input'}: "
+            f"{type(exc).__name__}: {exc!s:.200}")
+
+
+#: what malformed input makes the commands raise
+_INPUT_ERRORS = (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError,
+                 ZeroDivisionError, RecursionError, UnicodeError)
+
+
+def _input_files(args: argparse.Namespace) -> list[str]:
+    """The existing files named on the command line (for the error message)."""
+    found: list[str] = []
+    for value in vars(args).values():
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, (str, Path)) and Path(item).is_file():
+                found.append(str(item))
+    return found

@@ -320,7 +320,7 @@ def load_report(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise ReportError(f"cannot read report file {p}: {exc.strerror or exc}") from None
     try:
         data = json.loads(text)
-    except json.JSONDecodeError as exc:
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, 4300+ digit ints, nesting
         raise ReportError(f"report file {p} is not valid JSON: {exc}") from None
     if not isinstance(data, dict) or "schema_version" not in data:
         raise ReportError(f"report file {p} is not a pytest-agentperf report (no schema_version)")

@@ -40,3 +40,9 @@ def pg_url(pg_cluster: Cluster, monkeypatch: pytest.MonkeyPatch) -> str:
 
     monkeypatch.setenv("PGPASSWORD", pg_cluster.password)
     return pg_cluster.create_db("t_" + secrets.token_hex(6))
+
+
+@pytest.fixture(autouse=True)
+def _no_github_summary(monkeypatch: pytest.MonkeyPatch) -> None:
+    """pytester runs in-process: keep a real GitHub job summary out of them."""
+    monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)

@@ -6,20 +6,22 @@ Switch the whole plugin off with ``-p no:agentperf``.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
 
 from ..budgets import BudgetError, describe_keys, parse_budget_items
-from ..measurement.memory import MemoryMethod, best_memory_method
+from ..measurement.memory import MemoryMethod, best_memory_method, hwm_available
 from ..report import ReportError, check_writable
 from . import baseline as regression
 from . import runs
+from .paths import option_path
 from .session import MARKER, SESSION_KEY, PerfSession, Settings
 
 DEFAULT_REPORT = "perf-report.json"
 _BARE = "\0bare"  # value of a bare --perf-report
-MEMORY_CHOICES = ("auto", "hwm", "sample", "tracemalloc", "off")
+MEMORY_CHOICES = ("auto", "faults", "hwm", "sample", "tracemalloc", "off")
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
@@ -40,9 +42,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="also write a self-contained HTML report (charts, sortable table) to PATH",
     )
     group.addoption(
+        "--perf-markdown", action="store", default=None, metavar="PATH",
+        help="append a Markdown summary (violations and regressions first, the rest folded) "
+        "to PATH; default: $GITHUB_STEP_SUMMARY when set (the GitHub Actions job summary).",
+    )
+    group.addoption(
         "--perf-memory", action="store", default=None, choices=MEMORY_CHOICES,
-        help="how peak memory is measured: auto (default: hwm where the kernel allows, "
-        "else sample), hwm, sample, tracemalloc (Python heap, slow) or off.",
+        help="how peak memory is measured: auto (default: faults on Linux with glibc, "
+        "else sample), faults, hwm (resets the process's peak RSS), sample, "
+        "tracemalloc (Python heap, slow) or off.",
     )
     group.addoption(
         "--perf-cprofile", action="store_true", default=False,
@@ -93,19 +101,18 @@ def _report_path(config: pytest.Config) -> Path | None:
         ini = str(config.getini("perf_report")).strip()
         if not ini:
             return None
-        path = Path(ini)
-        return path if path.is_absolute() else config.rootpath / path
+        return option_path(ini, config.rootpath, "perf_report ini option")
     if value == _BARE:
         return config.rootpath / DEFAULT_REPORT
-    path = Path(value)
-    if not path.is_absolute():
-        path = config.invocation_params.dir / path
-    if path.suffix == ".py" or path.is_dir():
-        raise pytest.UsageError(
-            f"--perf-report: {value!r} looks like a test path, not a report file. "
-            f"Write --perf-report=PATH, or put --perf-report after the test paths."
-        )
-    return path
+    return option_path(value, config.invocation_params.dir, "--perf-report")
+
+
+def _markdown_path(config: pytest.Config) -> Path | None:
+    value = config.getoption("perf_markdown")
+    if value is not None:
+        return option_path(value, config.invocation_params.dir, "--perf-markdown")
+    summary = os.environ.get("GITHUB_STEP_SUMMARY", "").strip()
+    return Path(summary) if summary else None
 
 
 def _default_runs(config: pytest.Config) -> int:
@@ -124,10 +131,14 @@ def _memory_method(config: pytest.Config) -> MemoryMethod:
         )
     if value == "auto":
         return best_memory_method()
-    if value == "hwm" and best_memory_method() != "hwm":
+    if value == "hwm" and not hwm_available():
         raise pytest.UsageError(
             "--perf-memory=hwm: this system does not let the process reset its peak RSS "
             "(/proc/self/clear_refs); use auto or sample"
+        )
+    if value == "faults" and not sys.platform.startswith("linux"):
+        raise pytest.UsageError(
+            "--perf-memory=faults: needs Linux (/proc/self); use auto or sample"
         )
     return value  # type: ignore[return-value]
 
@@ -182,8 +193,11 @@ def pytest_configure(config: pytest.Config) -> None:
     report_path = None if is_worker else _report_path(config)
     html_path = None
     if not is_worker and config.getoption("perf_html"):
-        html_path = config.invocation_params.dir / str(config.getoption("perf_html"))
-    for option, path in (("--perf-report", report_path), ("--perf-html", html_path)):
+        html_path = option_path(str(config.getoption("perf_html")),
+                                config.invocation_params.dir, "--perf-html")
+    markdown_path = None if is_worker else _markdown_path(config)
+    for option, path in (("--perf-report", report_path), ("--perf-html", html_path),
+                         ("--perf-markdown", markdown_path)):
         if path is not None:
             try:
                 check_writable(path)
@@ -197,6 +211,7 @@ def pytest_configure(config: pytest.Config) -> None:
     settings = Settings(
         report_path=report_path,
         html_path=html_path,
+        markdown_path=markdown_path,
         memory_method=_memory_method(config),
         cprofile=bool(config.getoption("perf_cprofile")),
         default_budget=default_budget,

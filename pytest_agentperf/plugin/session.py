@@ -51,6 +51,8 @@ class Settings:
     cprofile: bool
     default_budget: dict[str, float] = field(default_factory=dict)
     html_path: Path | None = None
+    #: where the Markdown job summary is appended (--perf-markdown or $GITHUB_STEP_SUMMARY)
+    markdown_path: Path | None = None
     #: model -> price (USD per million tokens), from the perf_llm_prices ini option
     llm_prices: dict[str, Any] = field(default_factory=dict)
 
@@ -280,6 +282,10 @@ class PerfSession:
         phases = item.stash.setdefault(PHASES_KEY, {})
         if rep.when == "call":
             self._finish_call(item, record, rep)
+            if self.config.getoption("xmlpath", None) and "entry" in phases:
+                from .junit import add_properties
+
+                add_properties(item, rep, phases["entry"])
         phases[rep.when] = (rep.outcome, hasattr(rep, "wasxfail"))
         runs = item.stash.get(RUN_KEY, None)
         if rep.when == "teardown" and (runs is None or runs.final):
@@ -422,7 +428,8 @@ class PerfSession:
 
     def _write(self, complete: bool, reason: str | None, final: bool = False) -> None:
         path, html_path = self.settings.report_path, self.settings.html_path
-        if path is None and not (final and html_path is not None):
+        markdown_path = self.settings.markdown_path
+        if path is None and not (final and (html_path or markdown_path)):
             return
         added = self._added
         data = self.report(complete, reason)
@@ -442,6 +449,10 @@ class PerfSession:
             from ..html import write_html
 
             write_html(html_path, data, history=self._history_trends(data))
+        if final and markdown_path is not None and data["tests"]:
+            from ..markdown import append_summary
+
+            append_summary(markdown_path, data)
 
     def _history_trends(self, data: dict[str, Any]) -> dict[str, list[dict[str, Any]]] | None:
         """Trend lines for the HTML report, when this run keeps a history database."""
@@ -562,8 +573,9 @@ class PerfSession:
         self._timer_wanted = False
         self._stop_timer()
         self._restore_sigterm()
-        if self.is_worker or (self.settings.report_path is None and
-                              self.settings.html_path is None):
+        s = self.settings
+        if self.is_worker or (s.report_path is None and s.html_path is None and
+                              s.markdown_path is None):
             return
         reason = self.final_reason(session, exitstatus)
         try:
