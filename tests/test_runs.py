@@ -101,7 +101,7 @@ def test_tail(fn, perf_record):
     result = pt.runpytest("--perf-report=r.json")
     result.assert_outcomes(failed=1)
     # p95 of eighteen 0.1 s and two 0.2 s: one run alone would pass or fail at random
-    result.stdout.fnmatch_lines(["*perf budget exceeded: p95 0.200 s > 0.150 s (n=20)*"])
+    result.stdout.fnmatch_lines(["*perf budget exceeded: p95 200 ms > 150 ms (n=20)*"])
     entry = by_id(read_report(pt.path / "r.json"))["test_tail"]
     assert [v["metric"] for v in entry["violations"]] == ["p95"]
 
