@@ -3,8 +3,8 @@
 (a) a 500-test trivial suite: plugin on with --perf-report, and with a perf_budget on every
     test, vs the same suite with -p no:agentperf (whole pytest process, import included);
 (b) one empty profile_operation vs a bare perf_counter_ns pair and vs the guide's profiler;
-(c) an allocation-heavy test with memory measured (hwm, and tracemalloc for contrast) vs the
-    plugin off.
+(c) an allocation-heavy test with memory measured (auto = faults, and tracemalloc for contrast)
+    vs the plugin off (bench_memory.py compares the memory methods).
 
     python bench/bench_core.py [--quick]
 """
@@ -162,14 +162,14 @@ def bench_memory(rounds: int) -> None:
         _alloc_suite(folder)
         res = _interleaved({
             "off": lambda: _call_time(folder, "-p", "no:agentperf"),
-            "hwm": lambda: _call_time(folder, "--perf-memory=auto"),
+            "auto": lambda: _call_time(folder, "--perf-memory=auto"),
             "tracemalloc": lambda: _call_time(folder, "--perf-memory=tracemalloc"),
         }, rounds)
     ref = res["off"]
     print(f"(c) 20 allocation-heavy tests (1M small objects): their call-phase time "
           f"(JUnit XML), median of {rounds}")
     print(f"    plugin off (reference)        {ref:7.3f} s   1.00")
-    print(f"    memory=auto (kernel hwm)      {res['hwm']:7.3f} s   {res['hwm'] / ref:.2f}")
+    print(f"    memory=auto (faults)          {res['auto']:7.3f} s   {res['auto'] / ref:.2f}")
     print(f"    memory=tracemalloc            {res['tracemalloc']:7.3f} s   "
           f"{res['tracemalloc'] / ref:.2f}")
 

@@ -14,6 +14,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from .units import fmt_quantity
+
 __all__ = [
     "BUDGET_KEYS",
     "GUIDE_ALIASES",
@@ -42,6 +44,12 @@ class BudgetKey:
     path: tuple[str, ...]
     #: path to the sample count shown in the failure message, if any
     count_path: tuple[str, ...] | None = None
+    #: the value when the record has nothing at ``path`` because nothing happened
+    #: (no LLM call: 0 calls, 0 USD); ``None``: nothing there means *not measured*,
+    #: and the limit fails as unverifiable
+    when_absent: float | None = None
+    #: why the figure can be missing, for the "unverifiable" message
+    missing_hint: str = ""
 
 
 def _latency(q: str, text: str) -> BudgetKey:
@@ -62,35 +70,43 @@ BUDGET_KEYS: dict[str, BudgetKey] = {
         _latency("max", "maximum"),
         BudgetKey("memory_mb", "MiB", "max", "positive",
                   "peak memory the call phase added above where it started",
-                  ("memory", "peak_mb")),
+                  ("memory", "peak_mb"),
+                  missing_hint="memory was not measured (--perf-memory=off, or the measurement "
+                  "was lost, e.g. the test stopped tracemalloc)"),
         BudgetKey("tokens", "tokens", "max", "positive", "total tokens the test used",
                   ("tokens", "total")),
         BudgetKey("tokens_per_request", "tokens", "max", "positive",
                   "mean tokens per recorded operation", ("tokens", "per_request"),
                   ("tokens", "requests")),
         BudgetKey("error_rate", "fraction", "max", "fraction",
-                  "fraction of load-test requests that failed", ("load", "error_rate"),
-                  ("load", "total_requests")),
+                  "fraction of load-test requests that failed or never finished",
+                  ("load", "error_rate"), ("load", "total_requests"),
+                  missing_hint="no load run completed a request (perf_load_tester)"),
         BudgetKey("throughput", "req/s", "min", "positive",
                   "lowest throughput of the test's load runs", ("load", "throughput_rps"),
-                  ("load", "total_requests")),
+                  ("load", "total_requests"),
+                  missing_hint="no finished load run completed a request (perf_load_tester)"),
         BudgetKey("loop_block", "s", "max", "positive",
                   "longest single event-loop step (a blocking call in async code)",
-                  ("loop_block", "max_block_s"), ("loop_block", "block_count")),
+                  ("loop_block", "max_block_s"), ("loop_block", "block_count"),
+                  missing_hint="no asyncio event loop was watched (not an asyncio test, or a "
+                  "loop the detector cannot see: trio, uvloop)"),
         BudgetKey("leak_mb", "MiB", "max", "positive",
                   "memory still held after the test body returns and garbage is collected",
-                  ("leak", "retained_mb")),
+                  ("leak", "retained_mb"),
+                  missing_hint="the leak check did not judge this test"),
         BudgetKey("n_plus_one", "findings", "max", "count",
                   "N+1 patterns among the profiler's operations (0: any one fails)",
-                  ("findings_count", "n_plus_one")),
+                  ("findings_count", "n_plus_one"), when_absent=0.0),
         BudgetKey("llm_calls", "calls", "max", "positive",
-                  "LLM calls captured from the SDKs and GenAI spans", ("llm", "calls")),
+                  "LLM calls captured from the SDKs and GenAI spans", ("llm", "calls"),
+                  when_absent=0.0),
         BudgetKey("ttft_p95", "s", "max", "positive",
                   "95th percentile of time to first token of streamed LLM calls",
                   ("llm", "ttft_p95_s"), ("llm", "streamed_calls")),
         BudgetKey("cost_usd", "USD", "max", "positive",
                   "cost of the LLM calls from the perf_llm_prices table",
-                  ("llm", "cost", "usd"), ("llm", "calls")),
+                  ("llm", "cost", "usd"), ("llm", "calls"), when_absent=0.0),
     )
 }
 
@@ -116,7 +132,13 @@ def _check_value(key: BudgetKey, value: object, source: str) -> float:
             f"{source}: {key.name}={value!r} is not a number "
             f"(expected {key.unit}, e.g. {key.name}=1.0)"
         )
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:
+        raise BudgetError(
+            f"{source}: {key.name}={_short(value)} is too large to be a limit "
+            f"(expected a finite number, unit {key.unit})"
+        ) from None
     if math.isnan(number) or math.isinf(number):
         raise BudgetError(f"{source}: {key.name}={value!r} must be a finite number")
     if key.domain == "count":
@@ -134,6 +156,11 @@ def _check_value(key: BudgetKey, value: object, source: str) -> float:
     elif number <= 0:
         raise BudgetError(f"{source}: {key.name}={value!r} must be a number > 0 ({key.unit})")
     return number
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:20]}...({len(text)} digits)"
 
 
 def validate_budget(
@@ -192,8 +219,11 @@ class Violation:
 
     def describe(self) -> str:
         op = ">" if BUDGET_KEYS[self.metric].direction == "max" else "<"
-        value = "unknown" if self.value is None else _fmt(self.value, self.unit)
-        text = f"{self.metric} {value} {op} {_fmt(self.limit, self.unit)}"
+        if self.value is None:
+            value, limit = "unknown", fmt_quantity(self.limit, self.unit)
+        else:
+            value, limit = _distinct(self.value, self.limit, self.unit)
+        text = f"{self.metric} {value} {op} {limit}"
         if self.count is not None:
             text += f" (n={self.count})"
         if self.note:
@@ -201,16 +231,16 @@ class Violation:
         return text
 
 
-def _fmt(value: float, unit: str) -> str:
-    if unit == "s":
-        return f"{value:.3f} s"
-    if unit == "MiB":
-        return f"{value:.1f} MiB"
-    if unit == "fraction":
-        return f"{value:.3f}"
-    if unit in ("tokens", "calls"):
-        return f"{value:g} {unit}"
-    return f"{value:g} {unit}"
+def _distinct(value: float, limit: float, unit: str) -> tuple[str, str]:
+    """Value and limit with enough significant digits to tell them apart."""
+    if not math.isfinite(value):
+        return str(value), fmt_quantity(limit, unit)
+    for digits in range(3, 10):
+        a = fmt_quantity(value, unit, digits)
+        b = fmt_quantity(limit, unit, digits)
+        if a != b:
+            break
+    return a, b
 
 
 def _lookup(record: Mapping[str, Any], path: tuple[str, ...]) -> Any:
@@ -230,7 +260,7 @@ def _unknown_note(record: Mapping[str, Any], name: str) -> str | None:
     """Why the value of ``name`` cannot be trusted to be within its limit, if so."""
     uncaptured = _lookup(record, ("llm", "uncaptured_paths"))
     if uncaptured and name in ("tokens", "tokens_per_request", "llm_calls", "cost_usd"):
-        return ("unverifiable: LLM API requests the capture did not see as calls: "
+        return ("LLM API requests the capture did not see as calls: "
                 + ", ".join(f"{n}x POST {p}" for p, n in uncaptured.items()))
     if name in ("tokens", "tokens_per_request"):
         unknown = _lookup(record, ("tokens", "unknown_calls")) or 0
@@ -239,6 +269,14 @@ def _unknown_note(record: Mapping[str, Any], name: str) -> str | None:
             why = (" (streams without stream_options={'include_usage': True})"
                    if streams == unknown else "")
             return f"{unknown} LLM calls reported no usage{why}; the total is a lower bound"
+    elif name == "n_plus_one":
+        check = _lookup(record, ("n_plus_one_check",))
+        if isinstance(check, Mapping) and check.get("checked") is False:
+            return str(check.get("reason") or "N+1 was not judged")
+    elif name == "memory_mb":
+        memory = _lookup(record, ("memory",))
+        if isinstance(memory, Mapping) and memory.get("peak_mb") is None and memory.get("note"):
+            return str(memory["note"])
     elif name == "ttft_p95":
         if _lookup(record, ("llm", "ttft_p95_s")) is None:
             return "no streamed LLM call measured a time to first token"
@@ -258,32 +296,71 @@ def _unknown_note(record: Mapping[str, Any], name: str) -> str | None:
     return None
 
 
-def check_budget(budget: Mapping[str, float], record: Mapping[str, Any]) -> list[Violation]:
+def _finite(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def check_budget(
+    budget: Mapping[str, float], record: Mapping[str, Any],
+    optional: Iterable[str] = (),
+) -> list[Violation]:
     """Every limit of ``budget`` that ``record`` breaks, in table order.
 
-    A limit whose metric was not measured is skipped, except where the value
-    is explicitly unknown (``None`` under a key that exists), which fails:
-    an unknown is never a silent pass.
+    The rule: a budget never passes on a figure the plugin did not see.  A
+    limit whose figure is missing (nothing measured it), unknown, non-numeric
+    or non-finite (NaN, inf) fails as *unverifiable*, saying what is missing;
+    so does a figure that is only a lower bound (tokens of calls without usage,
+    unpriced models).  Keys whose absence means "nothing happened"
+    (``when_absent``: no LLM call is 0 calls) read that value instead.
+    ``optional`` keys (the ini option's defaults, meant for every test) are
+    skipped when the test has no figure for them at all.
     """
+    skip_absent = set(optional)
     out: list[Violation] = []
     for name in BUDGET_KEYS:
         if name not in budget:
             continue
         key = BUDGET_KEYS[name]
         limit = budget[name]
-        value = measured_value(record, key)
+        raw = measured_value(record, key)
         count = _lookup(record, key.count_path) if key.count_path else None
-        n = int(count) if isinstance(count, (int, float)) else None
-        if value is not None:
-            broken = value > limit if key.direction == "max" else value < limit
-            if broken:
-                out.append(Violation(name, float(value), limit, key.unit, n))
-                continue
+        finite_count = _finite(count)
+        n = int(finite_count) if finite_count is not None else None
+        if raw is None and key.when_absent is not None and _nothing_happened(record, key):
+            raw = key.when_absent
+        if raw is None and name in skip_absent and _lookup(record, key.path[:1]) is None:
+            continue
+        value = _finite(raw)
+        if value is None:
+            out.append(Violation(name, None, limit, key.unit, n,
+                                 "unverifiable: " + _missing(record, key, raw)))
+            continue
+        broken = value > limit if key.direction == "max" else value < limit
+        if broken:
+            out.append(Violation(name, value, limit, key.unit, n))
+            continue
         note = _unknown_note(record, name)
         if note is not None:  # an unknown is never a silent pass
-            out.append(Violation(name, None if value is None else float(value), limit,
-                                 key.unit, n, note))
+            out.append(Violation(name, value, limit, key.unit, n, "unverifiable: " + note))
     return out
+
+
+def _nothing_happened(record: Mapping[str, Any], key: BudgetKey) -> bool:
+    """The record has no section for ``key`` at all, or the section has no entry for it."""
+    return (_lookup(record, key.path[:1]) is None
+            or isinstance(_lookup(record, key.path[:-1]), Mapping))
+
+
+def _missing(record: Mapping[str, Any], key: BudgetKey, raw: Any) -> str:
+    if raw is not None:
+        return f"{'/'.join(key.path)} is {raw!r}, not a finite number"
+    note = _unknown_note(record, key.name)
+    if note is not None:
+        return note
+    return f"{'/'.join(key.path)} missing: {key.missing_hint or 'not measured'}"
 
 
 def format_violations(violations: Iterable[Violation]) -> str:

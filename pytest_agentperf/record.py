@@ -8,6 +8,7 @@ turns the record into a JSON-able dict and checks the budget against it.
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -67,8 +68,13 @@ class TestRecord:
         """Count tokens toward the test's total.
 
         ``total`` defaults to ``prompt + completion``.  ``requests`` is how many
-        requests these tokens belong to (for ``tokens_per_request``).
+        requests these tokens belong to (for ``tokens_per_request``).  Every
+        figure must be a finite number >= 0: a NaN would make a budget pass.
         """
+        for name, value in (("total", total), ("prompt", prompt),
+                            ("completion", completion), ("requests", requests)):
+            if value is not None:
+                _check_figure("add_tokens", name, value, "tokens")
         with self._lock:
             self.prompt_tokens += prompt
             self.completion_tokens += completion
@@ -87,7 +93,8 @@ class TestRecord:
                 self.tokens_reasoning = (self.tokens_reasoning or 0) + reasoning
 
     def add_latency(self, seconds: float, source: str = "custom") -> None:
-        """Add one latency sample (seconds) to the test's budgeted latency."""
+        """Add one latency sample (seconds, finite, >= 0) to the test's budgeted latency."""
+        _check_figure("add_latency", "seconds", seconds, "seconds")
         with self._lock:
             self.latency.add(seconds)
             if source not in self.latency_sources:
@@ -157,3 +164,14 @@ class TestRecord:
             "findings_count": self.findings_count(),
             **self.sections,
         }
+
+
+def _check_figure(call: str, name: str, value: object, unit: str) -> None:
+    """Refuse a figure a budget could not be checked against, naming the call."""
+    ok = (not isinstance(value, bool) and isinstance(value, (int, float))
+          and math.isfinite(value) and value >= 0)
+    if not ok:
+        raise ValueError(
+            f"perf_record.{call}({name}={value!r}): {name} must be a finite number of "
+            f"{unit} >= 0"
+        )

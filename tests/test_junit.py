@@ -45,7 +45,7 @@ def test_properties_in_junit_xml(pt: pytest.Pytester, xdist: bool) -> None:
     assert over["agentperf.latency_samples"] == "5"
     assert over["agentperf.tokens"] == "200"
     assert over["agentperf.budget_violations"] == "2"
-    assert "p95 0.900 s > 0.500 s" in over["agentperf.violations"]
+    assert "p95 900 ms > 500 ms" in over["agentperf.violations"]
     assert "tokens" in over["agentperf.violations"]
     assert "agentperf.peak_memory_mb" in over
     assert props["test_ok"]["agentperf.budget_violations"] == "0"

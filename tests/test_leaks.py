@@ -224,3 +224,34 @@ def test_plugin_style_wiring_around_the_call_phase(pytester: pytest.Pytester) ->
     leak = sections["test_leaks"]
     assert leak["retained_mb"] >= 19.9
     assert leak["top_sites"][0]["site"].endswith("test_agent.py:15")
+
+
+def test_leak_types_walk_survives_the_asyncio_c_module(pytester: pytest.Pytester) -> None:
+    """CPython 3.12's ``_asyncio`` module traverse visits freed objects (gh-122695):
+    walking module objects' referents segfaulted or hung the worker.  A leak
+    failure after asyncio work must name its types and end."""
+    pytester.makepyfile(
+        """
+        import asyncio, pytest
+
+        HELD = []
+
+        @pytest.mark.perf_budget(leak_mb=1)
+        def test_leaks_after_asyncio():
+            async def work():
+                futures = [asyncio.get_running_loop().create_future() for _ in range(200)]
+                for f in futures:
+                    f.set_result(1)
+                async def agen():
+                    for i in range(50):
+                        yield i
+                return [x async for x in agen()] + [await f for f in futures]
+            for _ in range(20):
+                asyncio.run(work())
+            HELD.append(bytearray(8 * 1024 * 1024))
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", timeout=120)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*leak_mb 8* MiB > 1 MiB*", "*top retained types:*",
+                                 "*bytearray*"])

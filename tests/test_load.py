@@ -136,7 +136,7 @@ async def test_timeout_is_a_failure(server: Server) -> None:
     tester = LoadTester(timeout=0.05)
 
     async def call(user_id: int, request_id: int) -> None:
-        await server.get("/slow?s=0.3" if request_id == 0 else "/ok")
+        await server.get("/slow?s=1.0" if request_id == 0 else "/ok")
 
     result = await tester.run_load_test(call, concurrent_users=2, requests_per_user=3,
                                         ramp_up_time=0.0)
@@ -144,12 +144,12 @@ async def test_timeout_is_a_failure(server: Server) -> None:
     assert result["errors"]["TimeoutError"]["count"] == 2
     assert "0.05" in result["errors"]["TimeoutError"]["first_message"]
     assert result["successful_requests"] == 4
-    assert result["response_time"]["max"] < 0.3
+    assert result["response_time"]["max"] < 1.0  # wide: a busy CPU slows the /ok requests
     assert result["timeout"] == 0.05
     # the run argument overrides the constructor's timeout
     result = await tester.run_load_test(call, 1, 1, 0.0, timeout=None)
     assert result["failed_requests"] == 0
-    assert result["response_time"]["min"] >= 0.3
+    assert result["response_time"]["min"] >= 1.0
 
 
 @pytest.mark.asyncio
@@ -256,8 +256,10 @@ async def test_max_concurrency_late_starts_are_reported(server: Server) -> None:
 
 @pytest.mark.asyncio
 async def test_stall_shows_in_open_model_not_in_closed(server: Server) -> None:
-    """A 300 ms server-wide stall: the open model's p99 shows it, the closed one's hides it."""
+    """A 1 s server-wide stall: the open model's p99 shows it, the closed one's hides it.
+    (Margins wide enough for a busy CPU: ordinary requests stay far below the stall.)"""
     server.stall_at = 300
+    server.stall_s = 1.0
     closed = LoadTester()
 
     async def call(user_id: int, request_id: int) -> None:
@@ -265,16 +267,16 @@ async def test_stall_shows_in_open_model_not_in_closed(server: Server) -> None:
 
     c = await closed.run_load_test(call, concurrent_users=10, requests_per_user=120,
                                    ramp_up_time=0.0)
-    assert c["response_time"]["max"] >= 0.25  # the stall did happen during the closed run
-    assert c["response_time"]["p99"] < 0.15  # ... but only ~10 of 1200 requests saw it
+    assert c["response_time"]["max"] >= 0.9  # the stall did happen during the closed run
+    assert c["response_time"]["p99"] < 0.5  # ... but only ~10 of 1200 requests saw it
 
     server.hits = 0
     server.stall_at = 50
     opened = LoadTester()
     o = await opened.run_rate_test(call, rate=200, duration=1.2)
     assert o["total_requests"] >= 200
-    assert o["response_time"]["p99"] >= 0.2  # every request due during the stall waited
-    assert o["response_time"]["p95"] >= 0.1
+    assert o["response_time"]["p99"] >= 0.6  # every request due during the stall waited
+    assert o["response_time"]["p95"] >= 0.3
 
 
 @pytest.mark.asyncio
@@ -492,3 +494,42 @@ def test_large_histogram_to_sample_set() -> None:
     assert len(samples) == 3000
     assert samples.percentile(95) == pytest.approx(hist.percentile(95), rel=2e-3)
     assert samples.summary()["max"] == pytest.approx(3.0)
+
+
+# -- every planned request accounted for (issue 15) ---------------------------
+@pytest.mark.asyncio
+async def test_cancelled_error_from_test_func_fails_one_request_not_the_user() -> None:
+    tester = LoadTester()
+    calls: list[tuple[int, int]] = []
+
+    async def call(user_id: int, request_id: int) -> None:
+        calls.append((user_id, request_id))
+        await asyncio.sleep(0)
+        if (user_id, request_id) == (1, 2):
+            raise asyncio.CancelledError  # e.g. a future the request awaited was cancelled
+
+    result = await tester.run_load_test(call, concurrent_users=4, requests_per_user=10,
+                                        ramp_up_time=0.0)
+    assert len(calls) == 40  # user 1 went on after its third request
+    assert result["planned_requests"] == 40
+    assert result["successful_requests"] == 39 and result["failed_requests"] == 1
+    assert result["cancelled_requests"] == 1
+    assert result["unfinished"] == 0 and result["not_started"] == 0
+    assert "test_func raised CancelledError" in result["errors"]["CancelledError"]["first_message"]
+    assert result["error_rate"] == pytest.approx(1 / 40)
+
+
+@pytest.mark.asyncio
+async def test_unfinished_requests_count_as_failures() -> None:
+    tester = LoadTester()
+
+    async def hang(user_id: int, request_id: int) -> None:
+        await asyncio.sleep(3600)
+
+    result = await tester.run_load_test(hang, concurrent_users=5, requests_per_user=8,
+                                        ramp_up_time=0.0, max_duration=0.05)
+    assert result["total_requests"] == 0 and result["unfinished"] == 5
+    assert result["not_started"] == 35
+    assert (result["successful_requests"] + result["failed_requests"] + result["unfinished"]
+            + result["not_started"]) == result["planned_requests"] == 40
+    assert result["error_rate"] == 1.0  # not 0.0: nothing succeeded

@@ -66,8 +66,8 @@ def test_load_runs_feed_latency_and_budgets(pt: pytest.Pytester) -> None:
     result = pt.runpytest("--perf-report=r.json")
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines([
-        "*perf budget exceeded: error_rate 0.250 > 0.100 (n=40); "
-        "throughput * req/s < 1e+06 req/s (n=40)*",
+        "*perf budget exceeded: error_rate 0.25 > 0.1 (n=40); "
+        "throughput * req/s < 1000000 req/s (n=40)*",
     ])
     tests = by_id(read_report(pt.path / "r.json"))
     healthy = tests["test_healthy"]
@@ -106,3 +106,32 @@ def test_long_load_runs_show_live_progress_unless_quiet(pt: pytest.Pytester) -> 
     quiet = pt.runpytest("-q")
     quiet.assert_outcomes(passed=1)
     quiet.stdout.no_fnmatch_line("load open:*")
+
+
+def test_a_load_run_with_no_completed_request_never_passes(pt: pytest.Pytester) -> None:
+    pt.makepyfile(
+        """
+        import asyncio, pytest
+
+        async def hang(user_id, request_id):
+            await asyncio.sleep(3600)
+
+        @pytest.mark.asyncio
+        @pytest.mark.perf_budget(error_rate=0.5)
+        async def test_all_hung(load_tester):
+            await load_tester.run_load_test(hang, concurrent_users=5, requests_per_user=1,
+                                            ramp_up_time=0.0, max_duration=0.05)
+
+        @pytest.mark.asyncio
+        @pytest.mark.perf_budget(throughput=0.001)
+        async def test_nothing_planned(load_tester):
+            await load_tester.run_load_test(hang, concurrent_users=1, requests_per_user=0)
+        """
+    )
+    result = pt.runpytest("--perf-report=r.json")
+    result.assert_outcomes(failed=2)
+    result.stdout.fnmatch_lines([
+        "*error_rate unknown > 0.5 (n=0) [unverifiable: load/error_rate missing: no load run "
+        "completed a request*",
+        "*throughput unknown < 0.001 req/s (n=0) [unverifiable: load/throughput_rps missing*",
+    ])

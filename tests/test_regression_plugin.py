@@ -12,26 +12,40 @@ import pytest
 from _support import by_id, read_report
 
 SUITE = """
-import json, pathlib, time, pytest
+import json, pathlib, pytest
 
 CFG = json.loads((pathlib.Path(__file__).parent / "cfg.json").read_text())
 
+
+class Clock:
+    \"\"\"Deterministic durations: the gate's verdicts are logic, not timing.\"\"\"
+
+    def __init__(self, step_s):
+        self.now, self.step, self.calls = 0, int(step_s * 1e9), 0
+
+    def __call__(self):
+        self.calls += 1
+        if self.calls % 2 == 0:  # the end of an operation: its duration
+            self.now += self.step + (self.calls % 7) * self.step // 100
+        return self.now
+
+
 def test_agent(profiler):
+    profiler.clock = Clock(0.01 * CFG["factor"])
     for _ in range(10):
         with profiler.profile_operation("planner", "llm") as m:
-            time.sleep(0.01 * CFG["factor"])
             m.tokens_used = CFG["tokens"]
 
-@pytest.mark.perf_regression(latency=5.0, tokens=1.0)
+@pytest.mark.perf_regression(latency="500%", tokens=1.0)
 def test_lenient(profiler):
+    profiler.clock = Clock(0.002 * CFG["factor"])
     for _ in range(10):
         with profiler.profile_operation("tool", "x") as m:
-            time.sleep(0.002 * CFG["factor"])
             m.tokens_used = CFG["tokens"]
 
 @pytest.mark.perf_budget(p95=100)
-def test_one_sample():
-    time.sleep(0.001)
+def test_one_sample(perf_record):
+    perf_record.add_latency(0.001)
 """
 
 
@@ -172,6 +186,41 @@ def test_html_report_draws_trends_from_the_history_database(rpt: pytest.Pytester
                  "--db", str(rpt.path / "h.db")]) == 0
     assert "History (2 runs" in (rpt.path / "cli.html").read_text()
     assert main(["html", str(rpt.path / "r.json"), "--db", str(rpt.path / "nope.db")]) == 2
+
+
+@pytest.mark.parametrize(("marker", "expected"), [
+    ("speed=1", "unknown key 'speed'"),
+    ("latency=5", "latency=5 is ambiguous: write latency='5%' for a percentage or "
+                  "latency=0.05 for the fraction"),
+    ("latency='5'", "latency='5' is ambiguous"),
+    ("latency='fast'", "latency='fast' is not a number"),
+    ("memory=-0.1", "memory=-0.1 must be a finite number >= 0"),
+    ("tokens=10**400", "tokens=1000*... must be a finite number >= 0"),
+    ("memory_floor_mb='5'", "memory_floor_mb='5' must be a finite number >= 0 (MiB)"),
+    ("0.1", "positional arguments (0.1,) are not accepted"),
+])
+def test_bad_perf_regression_markers_error_even_without_a_gate(
+    pt: pytest.Pytester, marker: str, expected: str
+) -> None:
+    pt.makepyfile(f"""
+import pytest
+@pytest.mark.perf_regression({marker})
+def test_x():
+    pass
+""")
+    result = pt.runpytest()  # no --perf-compare, no --perf-history
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines([f"*invalid @pytest.mark.perf_regression: {expected}*"])
+
+
+def test_percent_and_fraction_markers_are_accepted(pt: pytest.Pytester) -> None:
+    pt.makepyfile("""
+import pytest
+@pytest.mark.perf_regression(latency="25%", memory=0.5, tokens=1, memory_floor_mb=20)
+def test_x():
+    pass
+""")
+    pt.runpytest().assert_outcomes(passed=1)
 
 
 def test_history_group_overrides_the_fingerprint_and_few_runs_are_said(

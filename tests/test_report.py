@@ -13,7 +13,7 @@ from _support import by_id, read_report
 SUITE = """
 import time, pytest
 
-@pytest.mark.perf_budget(p95=0.02, tokens=1000)
+@pytest.mark.perf_budget(p95=5.0, tokens=1000)
 def test_agent(profiler):
     for i in range(5):
         with profiler.profile_operation("planner", "llm") as m:

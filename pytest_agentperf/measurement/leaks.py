@@ -32,6 +32,7 @@ import os
 import sys
 import tracemalloc
 from dataclasses import dataclass, field, replace
+from types import ModuleType
 from typing import Any
 
 from ..findings import MEMORY_LEAK, Finding
@@ -239,6 +240,12 @@ def _traced_types(top: int) -> list[RetainedType]:
     skip_files = {tracemalloc.__file__, os.path.abspath(__file__), __file__}
     try:
         for obj in objects:
+            if isinstance(obj, ModuleType):
+                # Never ask a module object for its referents: C modules'
+                # traverse functions may visit freed objects (CPython 3.12's
+                # _asyncio, gh-122695: a segfault or an endless gc.collect()).
+                # Its __dict__ is a gc-tracked object of its own and is walked.
+                continue
             # The object itself, then what it refers to (reaches the untracked
             # str/bytes/bytearray objects); duplicates are dropped by ``seen``.
             refs = get_referents(obj)

@@ -401,13 +401,19 @@ class LoopBlockDetector:
         return out
 
     def report_section(self) -> dict[str, Any]:
-        """``threshold_s, steps, block_count, max_block_s, total_blocked_s,
-        dropped_blocks, blocks[]`` (each block as :meth:`BlockRecord.as_dict`)."""
+        """``threshold_s, steps, watched, block_count, max_block_s, total_blocked_s,
+        dropped_blocks, blocks[]`` (each block as :meth:`BlockRecord.as_dict`).
+
+        ``watched`` is false, and ``max_block_s`` ``None`` (unknown, not 0), when
+        no step of an asyncio loop was seen: a sync test, or a loop the detector
+        cannot see (trio, uvloop)."""
+        watched = self._steps > 0
         return {
             "threshold_s": self.threshold_s,
             "steps": self._steps,
+            "watched": watched,
             "block_count": self._block_count,
-            "max_block_s": self._max_block_s,
+            "max_block_s": self._max_block_s if watched else None,
             "total_blocked_s": self._total_blocked_s,
             "dropped_blocks": self._block_count - len(self._blocks),
             "blocks": [b.as_dict() for b in self.blocks],

@@ -1,40 +1,55 @@
 """Measurement primitives: monotonic timing, CPU time and peak memory.
 
 Peak memory ("how much did this block add at its worst?") is measured by one of
-three methods, chosen per session:
+these methods, chosen per session:
 
-``hwm`` (default on Linux)
-    The kernel's resident-set high-water mark.  At the start the peak is reset
-    by writing ``5`` to ``/proc/self/clear_refs`` and the current RSS is read;
-    at the end ``VmHWM`` from ``/proc/self/status`` is the peak.  The kernel
-    keeps it, so nothing runs while the test runs: zero overhead, and a
-    transient allocation freed before the end is still seen.  Measures the
-    whole process (all threads, C extensions included).
+``faults`` (default on Linux with glibc)
+    Memory the block made resident, counted by the kernel as page faults
+    (``getrusage``: every page a process touches for the first time is a
+    fault), with the allocator's free memory handed back to the kernel first
+    (glibc ``malloc_trim(0)``), so an allocation that reuses memory an earlier
+    test freed faults again and is seen.  Nothing runs while the block runs
+    and no process-wide counter is reset: ``ru_maxrss`` and ``VmHWM`` keep
+    meaning what the process's monitoring expects.  The figure is exact when
+    the block raised the process's RSS high-water mark, otherwise an upper
+    bound (memory freed and touched again within the block counts twice, never
+    more than the process's own peak).  Costs one ``malloc_trim`` per test
+    (see ``bench/bench_memory.py``).  Not chosen where transparent huge pages
+    are ``always`` on (one fault may then map 2 MiB).
+``hwm`` (opt-in, Linux)
+    The kernel's resident-set high-water mark, reset at the start by writing
+    ``5`` to ``/proc/self/clear_refs``.  That reset is process-wide: after it,
+    ``ru_maxrss`` and ``/usr/bin/time``'s maximum RSS report the peak since the
+    last test, not the process's.  It also misses allocations that reuse memory
+    the allocator kept resident.  Kept for comparison; never the default.
 ``sample``
-    Where ``clear_refs`` is not available (other systems, locked-down
-    containers): a daemon thread polls the RSS every millisecond.  Transients
-    shorter than the poll interval can be missed; the report says ``sample``.
+    Elsewhere: a daemon thread polls the RSS every millisecond.  Transients
+    shorter than the poll interval (or run without releasing the GIL) can be
+    missed; the report says ``sample``.
 ``tracemalloc``
     Python-level allocations only, exact, but tracing slows allocation-heavy
-    code several-fold.  Opt-in (``--perf-memory=tracemalloc``).
+    code several-fold.  Opt-in (``--perf-memory=tracemalloc``).  A block that
+    stops tracemalloc itself reads *unknown*, not 0.
 ``off``
     No memory measurement.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
 import sys
 import threading
 import time
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 __all__ = [
-    "MemoryMethod", "MemoryProbe", "MemoryResult", "ProcFiles", "best_memory_method", "rss_bytes",
+    "Glibc", "MemoryMethod", "MemoryProbe", "MemoryResult", "ProcFiles", "best_memory_method",
+    "hwm_available", "rss_bytes",
 ]
 
-MemoryMethod = Literal["hwm", "sample", "tracemalloc", "off"]
+MemoryMethod = Literal["faults", "hwm", "sample", "tracemalloc", "off"]
 MiB = 1024 * 1024
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
@@ -44,16 +59,22 @@ class MemoryResult:
     method: str
     start_mb: float
     end_mb: float
-    peak_mb: float  # peak added above start, >= 0
+    #: peak added above start, >= 0; None: unknown (the measurement was lost)
+    peak_mb: float | None
+    #: why the peak is unknown, or how it was bounded
+    note: str | None = None
 
     def as_dict(self) -> dict[str, object]:
-        return {
+        out: dict[str, object] = {
             "method": self.method,
-            "peak_mb": round(self.peak_mb, 3),
+            "peak_mb": None if self.peak_mb is None else round(self.peak_mb, 3),
             "start_mb": round(self.start_mb, 3),
             "end_mb": round(self.end_mb, 3),
             "growth_mb": round(self.end_mb - self.start_mb, 3),
         }
+        if self.note:
+            out["note"] = self.note
+        return out
 
 
 def rss_bytes() -> int:
@@ -118,16 +139,63 @@ class ProcFiles:
                 setattr(self, name, None)
 
 
+def hwm_available() -> bool:
+    """Whether the process may reset its peak RSS (``/proc/self/clear_refs``).
+
+    Only checks that the file is writable: it does not reset anything.
+    """
+    return sys.platform.startswith("linux") and os.access("/proc/self/clear_refs", os.W_OK)
+
+
+def _thp_always() -> bool:
+    try:
+        with open("/sys/kernel/mm/transparent_hugepage/enabled") as f:
+            return "[always]" in f.read()
+    except OSError:
+        return False
+
+
+class Glibc:
+    """glibc's allocator controls, through ctypes (``None`` from :meth:`load` elsewhere)."""
+
+    _instance: Glibc | None = None
+
+    def __init__(self, lib: Any) -> None:
+        self._trim = lib.malloc_trim
+        self._trim.argtypes = [ctypes.c_size_t]
+        self._trim.restype = ctypes.c_int
+
+    @classmethod
+    def load(cls) -> Glibc | None:
+        if cls._instance is None:
+            if not sys.platform.startswith("linux"):
+                return None
+            try:
+                lib = ctypes.CDLL(None)
+                lib.gnu_get_libc_version  # noqa: B018 - glibc, not musl
+                lib.malloc_trim  # noqa: B018
+            except (OSError, AttributeError):
+                return None
+            cls._instance = cls(lib)
+        return cls._instance
+
+    def trim(self) -> None:
+        """Give the allocator's free memory back to the kernel."""
+        self._trim(0)
+
+
 def best_memory_method() -> MemoryMethod:
-    """``hwm`` where the kernel lets us reset the peak, else ``sample``."""
-    if sys.platform.startswith("linux"):
-        try:
-            _reset_hwm()
-            _read_hwm_bytes()
-            return "hwm"
-        except OSError:
-            pass
+    """``faults`` on Linux with glibc (unless THP is ``always``), else ``sample``."""
+    if sys.platform.startswith("linux") and Glibc.load() is not None and not _thp_always():
+        return "faults"
     return "sample"
+
+
+def _faulted_pages() -> int:
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return int(usage.ru_minflt + usage.ru_majflt)
 
 
 class _Sampler(threading.Thread):
@@ -166,10 +234,19 @@ class MemoryProbe:
         self._start = 0
         self._sampler: _Sampler | None = None
         self._started_tracing = False
+        self._faults = 0
+        self._hwm = 0
 
     def start(self) -> None:
         method = self.method
-        if method == "hwm":
+        if method == "faults":
+            glibc = Glibc.load()
+            if glibc is not None:
+                glibc.trim()
+            self._hwm = _read_hwm_bytes()
+            self._start = rss_bytes()
+            self._faults = _faulted_pages()
+        elif method == "hwm":
             if self._proc is not None:
                 self._proc.reset_peak()
                 self._start = self._proc.rss_bytes()
@@ -193,6 +270,15 @@ class MemoryProbe:
         method = self.method
         if method == "off":
             return None
+        if method == "faults":
+            touched = (_faulted_pages() - self._faults) * _PAGE
+            end = rss_bytes()
+            hwm = _read_hwm_bytes()
+            if hwm > self._hwm:  # the block set the process's peak: exact
+                added = hwm - self._start
+            else:  # at most what it touched, at most the process's peak
+                added = max(end - self._start, min(touched, hwm - self._start))
+            return MemoryResult(method, self._start / MiB, end / MiB, max(0, added) / MiB)
         if method == "hwm":
             if self._proc is not None:
                 peak = self._proc.peak_bytes()
@@ -208,6 +294,10 @@ class MemoryProbe:
         else:
             import tracemalloc
 
+            if not tracemalloc.is_tracing():  # the block stopped it: unknown, not 0
+                self._started_tracing = False
+                return MemoryResult(method, self._start / MiB, 0.0, None,
+                                    "tracemalloc was stopped during the test")
             end, peak = tracemalloc.get_traced_memory()
             if self._started_tracing:
                 tracemalloc.stop()

@@ -103,11 +103,15 @@ def addoption(group: Any, parser: pytest.Parser) -> None:
 
 
 def add_marker(config: pytest.Config) -> None:
-    """Register the ``perf_regression`` marker (always, so --strict-markers accepts it)."""
+    """Register the ``perf_regression`` marker (always, so --strict-markers accepts it)
+    and its validator (always: a bad marker errors its test even without a gate)."""
+    if not config.pluginmanager.has_plugin("agentperf-regression-markers"):
+        config.pluginmanager.register(MarkerValidator(), "agentperf-regression-markers")
     config.addinivalue_line(
         "markers",
         f"{MARKER}(latency=, memory=, tokens=, memory_floor_mb=): this test's baseline "
-        "tolerances (fractions, 0.25 = +25%, or '25%'; memory_floor_mb in MiB).",
+        "tolerances (a fraction, 0.25 = +25%, or '25%'; a bare number above 1 is refused; "
+        "memory_floor_mb in MiB).",
     )
 
 
@@ -185,7 +189,13 @@ def _history_target(text: str, base: Path, source: str) -> Path | str:
 
 
 def marker_tolerances(item: pytest.Item, base: Tolerances) -> Tolerances:
-    """``base`` with the item's ``perf_regression`` marker applied (closest wins)."""
+    """``base`` with the item's ``perf_regression`` marker applied (closest wins).
+
+    ``latency``, ``memory`` and ``tokens`` are relative tolerances, given the same
+    way everywhere (marker, ``--perf-tolerance``, ini): a fraction ``0.25`` or a
+    percentage ``"25%"``; a bare number above 1 (``5`` or ``"5"``) is refused as
+    ambiguous.  ``memory_floor_mb`` is MiB.  Every error names the marker.
+    """
     from ..compare import parse_fraction
 
     values: dict[str, float] = {}
@@ -200,15 +210,50 @@ def marker_tolerances(item: pytest.Item, base: Tolerances) -> Tolerances:
                                  + ", ".join(_MARKER_KEYS))
             if key in values:
                 continue
-            if isinstance(value, str) and key != "memory_floor_mb":
-                values[key] = parse_fraction(value, key)
-            elif isinstance(value, (int, float)) and not isinstance(value, bool) and (
-                math.isfinite(value) and value >= 0
-            ):
-                values[key] = float(value)
-            else:
-                raise ValueError(f"{source}: {key}={value!r} must be a number >= 0")
-    return base.override(values) if values else base
+            values[key] = _marker_value(source, key, value, parse_fraction)
+    try:
+        return base.override(values) if values else base
+    except ValueError as exc:
+        raise ValueError(f"invalid @pytest.mark.{MARKER}: {exc}") from None
+
+
+def _marker_value(source: str, key: str, value: object, parse_fraction: Any) -> float:
+    if isinstance(value, str) and key != "memory_floor_mb":
+        try:
+            return float(parse_fraction(value, key))
+        except ValueError as exc:
+            raise ValueError(f"{source}: {exc}") from None
+    number: float | None = None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        try:
+            number = float(value)
+        except OverflowError:
+            number = None
+    if number is None or not math.isfinite(number) or number < 0:
+        shown = repr(value) if len(repr(value)) <= 40 else f"{repr(value)[:20]}..."
+        unit = "MiB" if key == "memory_floor_mb" else "a fraction (0.25) or '25%'"
+        raise ValueError(f"{source}: {key}={shown} must be a finite number >= 0 ({unit})")
+    if key != "memory_floor_mb" and number > 1:
+        raise ValueError(
+            f"{source}: {key}={value!r} is ambiguous: write {key}='{number:g}%' for a "
+            f"percentage or {key}={number / 100:g} for the fraction"
+        )
+    return number
+
+
+class MarkerValidator:
+    """Checks every ``perf_regression`` marker before the test runs, gate or no gate."""
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_setup(self, item: pytest.Item) -> None:
+        if item.get_closest_marker(MARKER) is None:
+            return
+        from ..compare import Tolerances
+
+        try:
+            marker_tolerances(item, Tolerances())
+        except ValueError as exc:
+            pytest.fail(str(exc), pytrace=False)
 
 
 REGRESSION_KEY = pytest.StashKey["RegressionPlugin"]()
@@ -303,16 +348,7 @@ class RegressionPlugin:
         self.base_tests = {str(t["nodeid"]): t for t in data["tests"]
                            if entry_problem(t) is None}
 
-    # -- per test (runs where the test runs) ----------------------------------------------
-    @pytest.hookimpl(tryfirst=True)
-    def pytest_runtest_setup(self, item: pytest.Item) -> None:
-        if item.get_closest_marker(MARKER) is None:
-            return
-        try:
-            marker_tolerances(item, self.settings.tolerances)
-        except ValueError as exc:
-            pytest.fail(str(exc), pytrace=False)
-
+    # -- per test (markers are checked by MarkerValidator, gate or no gate) ----------------
     def check_entry(self, item: pytest.Item | None, entry: dict[str, Any]) -> list[str]:
         """Compare one measured test's entry with the baseline.
 

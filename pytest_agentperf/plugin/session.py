@@ -30,6 +30,7 @@ from ..record import TestRecord
 from ..report import ReportError, build_report, plain_json, utc_now, write_report
 from .diagnostics import CallDiagnostics
 from .environment import run_environment
+from .runs import RUN_KEY
 from .terminal import safe_text
 
 __all__ = ["SESSION_KEY", "PerfSession", "Settings", "ensure_record"]
@@ -152,7 +153,7 @@ class PerfSession:
         # fixtures from being set up while every wrapper still completes.
         if item.get_closest_marker(MARKER) is not None or "perf_record" in getattr(
             item, "fixturenames", ()
-        ):
+        ) or RUN_KEY in item.stash:
             self.start_record(item)
 
     @pytest.hookimpl(wrapper=True, trylast=True)
@@ -291,7 +292,8 @@ class PerfSession:
 
                 add_properties(item, rep, phases["entry"])
         phases[rep.when] = (rep.outcome, hasattr(rep, "wasxfail"))
-        if rep.when == "teardown":
+        runs = item.stash.get(RUN_KEY, None)
+        if rep.when == "teardown" and (runs is None or runs.final):
             entry = phases.get("entry")
             if entry is None:  # no call phase: setup failed or skipped
                 entry = self._entry(record)
@@ -314,6 +316,12 @@ class PerfSession:
             record.add_finding("plugin_error", text)
             rep.sections.append(("agentperf", text))
         entry = self._entry(record)
+        runs = item.stash.get(RUN_KEY, None)
+        if runs is not None:  # a repeated test: judged once, on all its runs
+            pooled = runs.end_call(record, entry, rep)
+            if pooled is None:
+                return
+            entry = pooled
         violations = check_budget(record.budget or {}, entry)
         entry["violations"] = [v.as_dict() for v in violations]
         record.violations = entry["violations"]

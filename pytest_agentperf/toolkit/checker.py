@@ -54,6 +54,14 @@ def _normalise(operations: Iterable[Operation]) -> dict[str, list[float]]:
     return groups
 
 
+_MAX_SIZES = 50
+
+
+def _sizes(sizes: list[int]) -> str:
+    shown = ", ".join(map(str, sizes[:10]))
+    return shown if len(sizes) <= 10 else f"{shown}, ... ({len(sizes)} in all)"
+
+
 def _clusters(timestamps: list[float], max_gap_s: float) -> list[list[float]]:
     ordered = sorted(timestamps)
     clusters: list[list[float]] = []
@@ -78,6 +86,7 @@ class OptimizationChecker:
         max_gap_s: float = DEFAULT_MAX_GAP_S,
         min_cluster_size: int = DEFAULT_MIN_CLUSTER_SIZE,
         min_calls: int = DEFAULT_MIN_CALLS,
+        call_counts: Mapping[str, int] | None = None,
     ) -> list[Finding]:
         """N+1 findings for ``operations``.
 
@@ -88,12 +97,19 @@ class OptimizationChecker:
         calls, each less than ``max_gap_s`` after the previous one, gives a
         finding whose details are ``operation, calls, clusters, cluster_sizes,
         avg_cluster_size, max_gap_s``.  Findings come in first-seen order.
+
+        ``call_counts`` (``{key: calls}``): the exact number of calls of each
+        operation when ``operations`` holds only the most recent ones (the
+        profiler keeps 10,000): ``calls`` is then exact and ``calls_examined``
+        says how many the clusters were found among.
         """
         if max_gap_s <= 0 or min_cluster_size < 2 or min_calls < 1:
             raise ValueError("need max_gap_s > 0, min_cluster_size >= 2 and min_calls >= 1")
         findings: list[Finding] = []
         for key, timestamps in _normalise(operations).items():
-            if len(timestamps) < min_calls:
+            examined = len(timestamps)
+            calls = max(examined, int((call_counts or {}).get(key, examined)))
+            if calls < min_calls:
                 continue
             sizes = [
                 len(c) for c in _clusters(timestamps, max_gap_s) if len(c) >= min_cluster_size
@@ -106,15 +122,18 @@ class OptimizationChecker:
                 Finding(
                     kind=N_PLUS_ONE,
                     message=(
-                        f"Potential N+1 pattern: {key} called {len(timestamps)} times, "
+                        f"Potential N+1 pattern: {key} called {calls} times, "
                         f"{len(sizes)} tight {plural} of sizes "
-                        f"{', '.join(map(str, sizes))} (calls < {max_gap_s * 1000:g} ms apart)"
+                        f"{_sizes(sizes)} (calls < {max_gap_s * 1000:g} ms apart"
+                        + (f"; clusters among the last {examined} calls kept)"
+                           if examined < calls else ")")
                     ),
                     details={
                         "operation": key,
-                        "calls": len(timestamps),
+                        "calls": calls,
+                        "calls_examined": examined,
                         "clusters": len(sizes),
-                        "cluster_sizes": sizes,
+                        "cluster_sizes": sizes[:_MAX_SIZES],
                         "avg_cluster_size": avg,
                         "max_gap_s": max_gap_s,
                     },

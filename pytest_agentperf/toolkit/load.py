@@ -100,6 +100,9 @@ class _ErrorTable:
                 timed_out = isinstance(exc, (TimeoutError, asyncio.TimeoutError))
                 if not message and timed_out and timeout is not None:
                     message = f"request exceeded the timeout of {timeout:g} s"
+                elif not message and isinstance(exc, asyncio.CancelledError):
+                    message = ("test_func raised CancelledError: counted as a failed "
+                               "request, the user went on")
                 entry = self._table[name] = [0, message[:_MAX_MESSAGE]]
         entry[0] += 1
 
@@ -172,6 +175,11 @@ class LoadRun:
         self.unfinished = 0
         self.late_starts = 0
         self.not_started = 0
+        #: requests whose ``test_func`` itself raised ``CancelledError`` (failures)
+        self.cancelled_requests = 0
+        #: set before the tester cancels its own tasks: a ``CancelledError`` seen
+        #: then is the run stopping, not the request failing
+        self.stopping = False
         self.interrupted = False
         self.truncated = False
         self.last_completion_ns = self.t0_ns
@@ -251,17 +259,36 @@ class LoadRun:
             "final": False,
         }
 
+    def planned(self) -> int:
+        if self.model == "closed":
+            p = self.parameters
+            return int(p["concurrent_users"]) * int(p["requests_per_user"])
+        return int(self.parameters["planned_requests"])
+
     def result(self) -> dict[str, Any]:
-        """The run's result dict (the guide's keys plus ours); JSON-serialisable."""
+        """The run's result dict (the guide's keys plus ours); JSON-serialisable.
+
+        Every planned request is accounted for: ``successful_requests +
+        failed_requests + unfinished + not_started == planned_requests``.
+        ``error_rate`` counts unfinished requests (cut by a timeout, the run's
+        end or an interruption) as failures: ``(failed + unfinished) /
+        (completed + unfinished)``; ``None`` when no request was even started.
+        """
         total = self.total
         s = self.histogram.summary()
         throughput, basis, window = self._throughput()
+        planned = self.planned()
+        if self.model == "closed":
+            self.not_started = max(0, planned - total - self.unfinished)
+        attempted = total + self.unfinished
         out: dict[str, Any] = {
             "model": self.model,
             "total_requests": total,
             "successful_requests": self.succeeded,
             "failed_requests": self.failed,
-            "error_rate": self.failed / total if total else 0.0,
+            "planned_requests": planned,
+            "cancelled_requests": self.cancelled_requests,
+            "error_rate": (self.failed + self.unfinished) / attempted if attempted else None,
             "throughput_rps": throughput,
             "throughput_basis": basis,
             "throughput_window_s": window,
@@ -275,6 +302,7 @@ class LoadRun:
             "timeline": list(self.timeline.entries),
             "timeout": self.timeout,
             "unfinished": self.unfinished,
+            "not_started": self.not_started,
             "interrupted": self.interrupted,
             "truncated": self.truncated,
             "parameters": dict(self.parameters),
@@ -282,7 +310,6 @@ class LoadRun:
         if self.start_lag is not None:
             lag = self.start_lag.summary()
             out["late_starts"] = self.late_starts
-            out["not_started"] = self.not_started
             out["start_lag"] = {"p50": lag["p50"], "p99": lag["p99"], "max": lag["max"]}
         return out
 
@@ -480,6 +507,7 @@ class LoadTester:
             pending = [f for f in live if not f.done()]
             if pending:
                 run.truncated = True
+                run.stopping = True
                 for f in pending:
                     f.cancel()
                 await asyncio.gather(*pending, return_exceptions=True)
@@ -496,6 +524,7 @@ class LoadTester:
             _, pending = await asyncio.wait(tasks, timeout=max_duration)
             if pending:
                 run.truncated = True
+                run.stopping = True
                 for t in pending:
                     t.cancel()
                 await asyncio.gather(*pending, return_exceptions=True)
@@ -504,6 +533,7 @@ class LoadTester:
                     raise t.exception()  # type: ignore[misc]
         except asyncio.CancelledError:
             run.interrupted = True
+            run.stopping = True
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -601,9 +631,14 @@ async def _one_request(
                 await test_func(user_id, request_id)
         else:  # pragma: no cover - Python 3.10
             await asyncio.wait_for(test_func(user_id, request_id), timeout)
-    except asyncio.CancelledError:
-        run.unfinished += 1
-        raise
+    except asyncio.CancelledError as exc:
+        if run.stopping or _being_cancelled():
+            run.unfinished += 1
+            raise
+        # test_func raised CancelledError itself (e.g. an awaited future it did not
+        # own was cancelled): the request failed; the user goes on with its next one
+        run.cancelled_requests += 1
+        run.record_failure(time.perf_counter_ns(), exc)
     except Exception as exc:
         run.record_failure(time.perf_counter_ns(), exc)
     else:
@@ -613,3 +648,11 @@ async def _one_request(
         run.in_flight -= 1
         if sem is not None:
             sem.release()
+
+
+def _being_cancelled() -> bool:
+    """Whether the current task has a pending cancellation request (Python >= 3.11)."""
+    if sys.version_info < (3, 11):  # pragma: no cover - Python 3.10
+        return False
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0

@@ -22,9 +22,11 @@ Differences from the guide's sketch, all deliberate:
 from __future__ import annotations
 
 import io
+import math
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
@@ -118,7 +120,7 @@ class _Operation:
         if p.cprofile:
             self._profile = p._start_cprofile()
         self._cpu0 = time.process_time_ns()
-        self._t0 = time.perf_counter_ns()
+        self._t0 = p.clock()
         m.start_time = self._t0 / 1e9
         return m
 
@@ -128,9 +130,9 @@ class _Operation:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        t1 = time.perf_counter_ns()
-        cpu1 = time.process_time_ns()
         p = self._profiler
+        t1 = p.clock()
+        cpu1 = time.process_time_ns()
         m = self._metric
         m.end_time = t1 / 1e9
         m.cpu_time_s = (cpu1 - self._cpu0) / 1e9
@@ -160,7 +162,8 @@ class PerformanceProfiler:
 
     ``with profiler.profile_operation("planner", "inference") as m:`` (or
     ``async with``) times the block; set ``m.tokens_used`` or call
-    ``m.record_tokens(prompt=..., completion=...)`` inside it.
+    ``m.record_tokens(prompt=..., completion=...)`` inside it.  ``clock``
+    (default :func:`time.perf_counter_ns`) times the operations.
     """
 
     def __init__(
@@ -169,7 +172,11 @@ class PerformanceProfiler:
         cprofile: bool = False,
         track_memory: bool = False,
         metrics_limit: int = 10_000,
+        clock: Callable[[], int] | None = None,
     ) -> None:
+        #: monotonic nanoseconds; inject a deterministic clock to test logic
+        #: that depends on durations without sleeping
+        self.clock: Callable[[], int] = clock or time.perf_counter_ns
         self.cprofile = cprofile
         self.track_memory = track_memory
         #: the most recent ``metrics_limit`` operations, oldest first
@@ -187,6 +194,15 @@ class PerformanceProfiler:
 
     def _record(self, m: PerformanceMetrics, seconds: float, stats: Any = None) -> None:
         key = m.key
+        for name in ("tokens_used", "prompt_tokens", "completion_tokens"):
+            value = getattr(m, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+                math.isfinite(value) and value >= 0
+            ):
+                raise ValueError(
+                    f"profile_operation({m.agent_name!r}, {m.operation!r}): {name}={value!r} "
+                    "must be a finite number of tokens >= 0"
+                )
         with self._lock:
             st = self._ops.get(key)
             if st is None:
@@ -336,6 +352,11 @@ class PerformanceProfiler:
                 sum(st.prompt for st in self._ops.values()),
                 sum(st.completion for st in self._ops.values()),
             )
+
+    def call_counts(self) -> dict[str, int]:
+        """Exact calls per ``agent:operation``, however many :meth:`timeline` keeps."""
+        with self._lock:
+            return {key: st.count for key, st in self._ops.items()}
 
     def timeline(self) -> list[dict[str, Any]]:
         """The retained operations as ``{"type": key, "timestamp": start}`` (for N+1 checks)."""
