@@ -7,6 +7,8 @@ Subcommands:
 * ``merge A B … -o OUT`` — one report from CI shards or separate runs.
 * ``history [NODEID]`` — recent runs, or one test's trend; ``history export`` /
   ``history import FILE`` move runs as JSON lines between stores.
+* ``ab BASE_REF [--rounds K] [-- PYTEST_ARGS]`` — base vs working tree, interleaved
+  on this machine (:mod:`.ab`); words after ``--`` go to pytest.
 
 Exit codes: 0 fine, 1 regression (``compare``), 2 bad arguments or an
 unreadable file (one line naming it).
@@ -26,6 +28,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from .ab import add_ab_parser
 from .compare import (
     Tolerances,
     compare_reports,
@@ -359,6 +362,7 @@ SUBCOMMANDS: tuple[Callable[[Any], None], ...] = (
     add_history_parser,
     add_html_parser,
     add_export_parser,
+    add_ab_parser,
 )
 
 
@@ -373,7 +377,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit status (argparse exits 2 itself on bad arguments)."""
-    args = build_parser().parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    passthrough: list[str] = []
+    if "--" in words:  # the rest goes to pytest (ab)
+        cut = words.index("--")
+        words, passthrough = words[:cut], words[cut + 1:]
+    parser = build_parser()
+    args = parser.parse_args(words)
+    if passthrough and not hasattr(args, "passthrough"):
+        parser.error(f"{args.command} takes no arguments after --")
+    if passthrough:
+        args.passthrough = passthrough
     try:
         status: int = args.func(args)
     except (CliError, ReportError, HistoryError) as exc:

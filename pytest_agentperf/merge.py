@@ -126,6 +126,18 @@ def _peak(memory: Mapping[str, Any]) -> float:
     return _num(memory.get("peak_mb")) or 0.0
 
 
+def _merge_runs(parts: list[Mapping[str, Any]]) -> dict[str, Any]:
+    """The ``runs`` objects (perf_runs) of several sessions: counts add up."""
+    out = dict(parts[0])
+    out["runs"] = sum(int(p.get("runs") or 0) for p in parts)
+    out["durations_s"] = [d for p in parts for d in _samples(p.get("durations_s"))][:10_000]
+    for key in ("tokens", "llm_calls"):
+        total = sum(int((p.get(key) or {}).get("total") or 0) for p in parts)
+        out[key] = {"mean": total / out["runs"] if out["runs"] else 0.0, "total": total}
+    out["sessions"] = len(parts)
+    return out
+
+
 def merge_entries(entries: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """One entry from several runs of the same test.
 
@@ -188,6 +200,9 @@ def merge_entries(entries: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     out["violations"] = [v for e in entries for v in (e.get("violations") or [])]
     out["findings"] = [f for e in entries for f in (e.get("findings") or [])]
     out["merged"] = {"runs": runs, "exact": exact}
+    repeated = [e["runs"] for e in entries if isinstance(e.get("runs"), Mapping)]
+    if repeated:
+        out["runs"] = _merge_runs(repeated)
     return out
 
 

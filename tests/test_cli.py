@@ -107,7 +107,7 @@ def test_history_runs_and_trend(tmp_path: Path, capsys: pytest.CaptureFixture[st
 def test_python_dash_m_and_subcommand_registry(tmp_path: Path) -> None:
     assert [f.__name__ for f in SUBCOMMANDS] == [
         "add_compare_parser", "add_merge_parser", "add_history_parser", "add_html_parser",
-        "add_export_parser"]
+        "add_export_parser", "add_ab_parser"]
     out = subprocess.run([sys.executable, "-m", "pytest_agentperf", "--help"],
                          capture_output=True, text=True, timeout=60, check=False)
     assert out.returncode == 0

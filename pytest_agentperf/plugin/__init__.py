@@ -15,6 +15,7 @@ from ..budgets import BudgetError, describe_keys, parse_budget_items
 from ..measurement.memory import MemoryMethod, best_memory_method, hwm_available
 from ..report import ReportError, check_writable
 from . import baseline as regression
+from . import runs
 from .paths import option_path
 from .session import MARKER, SESSION_KEY, PerfSession, Settings
 
@@ -57,6 +58,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "(get_profile_stats() then includes the table).",
     )
     group.addoption(
+        "--perf-runs", action="store", type=runs.parse_runs_option, default=None, metavar="N",
+        help="run every measured test (perf_budget marker or the plugin's fixtures) N times "
+        "and judge its budget on the pooled samples; @pytest.mark.perf_runs wins",
+    )
+    group.addoption(
         "--perf-disable", action="store_true", default=False,
         help="measure, enforce and write nothing; markers and fixtures stay registered and "
         "the fixtures keep working (unlike -p no:agentperf, --strict-markers suites still run).",
@@ -72,6 +78,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     regression.addoption(group, parser)
     parser.addini("perf_report", "write the JSON performance report to this path "
                   "(relative to the rootdir); --perf-report overrides", default="")
+    parser.addini("perf_runs", "default number of runs of every measured test, as "
+                  "--perf-runs (which overrides it)", default="")
     parser.addini("perf_memory", "peak memory method, as --perf-memory", default="auto")
     parser.addini(
         "perf_llm_prices",
@@ -105,6 +113,14 @@ def _markdown_path(config: pytest.Config) -> Path | None:
         return option_path(value, config.invocation_params.dir, "--perf-markdown")
     summary = os.environ.get("GITHUB_STEP_SUMMARY", "").strip()
     return Path(summary) if summary else None
+
+
+def _default_runs(config: pytest.Config) -> int:
+    value = config.getoption("perf_runs")
+    if value is not None:
+        return int(value)
+    ini = str(config.getini("perf_runs")).strip()
+    return runs.parse_runs_option(ini, "perf_runs ini option") if ini else 1
 
 
 def _memory_method(config: pytest.Config) -> MemoryMethod:
@@ -158,6 +174,7 @@ def pytest_configure(config: pytest.Config) -> None:
         f"{MARKER}(**limits): performance budget of the test; fails the test when a limit "
         f"is broken. Keys: {describe_keys()}",
     )
+    config.addinivalue_line("markers", runs.MARKER_HELP)
     if config.getoption("perf_skip") and config.getoption("perf_only"):
         raise pytest.UsageError("--perf-skip and --perf-only exclude each other")
     if config.getoption("perf_disable"):
@@ -203,6 +220,11 @@ def pytest_configure(config: pytest.Config) -> None:
     session = PerfSession(config, settings)
     config.stash[SESSION_KEY] = session
     config.pluginmanager.register(session, "agentperf-session")
+    config.pluginmanager.register(runs.RunsPlugin(config, _default_runs(config)),
+                                  "agentperf-runs")
+    from .samplers import SamplersPlugin
+
+    config.pluginmanager.register(SamplersPlugin(config), "agentperf-samplers")
     gate = regression.register(config)
     if gate is not None:
         session.entry_checks.append(gate.check_entry)

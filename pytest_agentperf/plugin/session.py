@@ -23,12 +23,14 @@ import pytest
 
 from .. import __version__
 from ..budgets import BudgetError, check_budget, format_violations, validate_budget
+from ..llm.frameworks import FrameworkHooks
 from ..llm.import_hook import PostImportHooks
 from ..measurement.memory import MemoryMethod, MemoryProbe, ProcFiles
 from ..record import TestRecord
 from ..report import ReportError, build_report, plain_json, utc_now, write_report
 from .diagnostics import CallDiagnostics
 from .environment import run_environment
+from .runs import RUN_KEY
 from .terminal import safe_text
 
 __all__ = ["SESSION_KEY", "PerfSession", "Settings", "ensure_record"]
@@ -77,10 +79,14 @@ class PerfSession:
         self._llm_sink: _LazyStats | None = None
         self._llm_lock = threading.Lock()
         self._imports = PostImportHooks()
+        self._frameworks = FrameworkHooks()
         if not disabled:  # --perf-disable: no capture, nothing patched
             self._imports.install()
             for name in LLM_MODULES:
                 self._imports.register(name, self._on_llm_import)
+            # agent names from the frameworks that name their agents (llm/frameworks.py)
+            for name, hook in self._frameworks.hooks():
+                self._imports.register(name, hook)
         self._proc: ProcFiles | None = None
         if settings.memory_method == "hwm":
             self._proc = ProcFiles()
@@ -147,7 +153,7 @@ class PerfSession:
         # fixtures from being set up while every wrapper still completes.
         if item.get_closest_marker(MARKER) is not None or "perf_record" in getattr(
             item, "fixturenames", ()
-        ):
+        ) or RUN_KEY in item.stash:
             self.start_record(item)
 
     @pytest.hookimpl(wrapper=True, trylast=True)
@@ -286,7 +292,8 @@ class PerfSession:
 
                 add_properties(item, rep, phases["entry"])
         phases[rep.when] = (rep.outcome, hasattr(rep, "wasxfail"))
-        if rep.when == "teardown":
+        runs = item.stash.get(RUN_KEY, None)
+        if rep.when == "teardown" and (runs is None or runs.final):
             entry = phases.get("entry")
             if entry is None:  # no call phase: setup failed or skipped
                 entry = self._entry(record)
@@ -309,6 +316,12 @@ class PerfSession:
             record.add_finding("plugin_error", text)
             rep.sections.append(("agentperf", text))
         entry = self._entry(record)
+        runs = item.stash.get(RUN_KEY, None)
+        if runs is not None:  # a repeated test: judged once, on all its runs
+            pooled = runs.end_call(record, entry, rep)
+            if pooled is None:
+                return
+            entry = pooled
         # limits only the ini option set apply where the test has such a figure at all
         marked = {key for mark in item.iter_markers(MARKER) for key in mark.kwargs}
         violations = check_budget(record.budget or {}, entry,
@@ -542,6 +555,7 @@ class PerfSession:
 
     def pytest_unconfigure(self) -> None:
         self._imports.uninstall()
+        self._frameworks.close()
         self._timer_wanted = False
         self._stop_timer()
         self._restore_sigterm()

@@ -1,0 +1,185 @@
+"""Repeated runs and ``ab``: false alarms, detection power, and the cost of a run.
+
+**Statistics** (simulated, the noise models of ``bench_regression_stats.py``):
+log-normal latencies (median 10 ms, ``sigma`` in log space) with a fraction of
+outliers x2..6, plus what separate pytest processes add — a per-process factor
+(log-normal, 3 %) and a slow machine drift (a random walk, 2 % a round) that
+both sides of an interleaved round share.  For each cell the same simulated
+runs go to
+
+* **ab, K rounds**: each side's K runs (``m`` samples each: ``perf_runs(m)``)
+  merged with ``merge.merge_entries`` and compared with ``compare.compare_entries``
+  — what ``pytest-agentperf ab --rounds K`` does;
+* **baseline file**: the first round's base run against the first round's head
+  run, one run each — ``--perf-compare`` with a saved report, here even from
+  the same machine (a saved baseline from another runner adds runner-to-runner
+  noise this simulation leaves out, so it flatters the baseline file).
+
+**Cost of a run**: one trivial test with ``perf_runs(N + 1)`` against
+``perf_runs(1)``, in separate pytest processes, per extra run; the reference in
+the same command is N parametrized copies of the same test (what each run would
+cost as a separate pytest test).
+
+Run: ``python bench/bench_runs.py [--quick] [--part stats|cost|all]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pytest_agentperf.compare import Tolerances, compare_entries
+from pytest_agentperf.merge import merge_entries
+from pytest_agentperf.stats import summarize
+
+PROCESS_SIGMA = 0.03
+DRIFT_SIGMA = 0.02
+
+
+def run_samples(rng: random.Random, m: int, factor: float, sigma: float,
+                outliers: float) -> list[float]:
+    out = []
+    for _ in range(m):
+        v = 0.010 * factor * math.exp(rng.gauss(0.0, sigma))
+        if rng.random() < outliers:
+            v *= rng.uniform(2.0, 6.0)
+        out.append(v)
+    return out
+
+
+def entry(samples: list[float]) -> dict[str, Any]:
+    lat = summarize(samples)
+    lat["samples"] = samples
+    lat["source"] = "call"
+    return {"nodeid": "t", "outcome": "passed", "latency": lat}
+
+
+def simulate(rng: random.Random, rounds: int, m: int, shift: float, sigma: float,
+             outliers: float) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Per-round entries of base and head, interleaved A B, B A, ... on one drifting machine."""
+    drift = 1.0
+    base, head = [], []
+    for _ in range(rounds):
+        drift *= math.exp(rng.gauss(0.0, DRIFT_SIGMA))
+        for side in ("base", "head"):
+            factor = drift * math.exp(rng.gauss(0.0, PROCESS_SIGMA))
+            if side == "head":
+                factor *= 1.0 + shift
+            samples = run_samples(rng, m, factor, sigma, outliers)
+            (base if side == "base" else head).append(entry(samples))
+    return base, head
+
+
+def regressed(base: list[dict[str, Any]], head: list[dict[str, Any]], tol: Tolerances) -> bool:
+    return compare_entries(merge_entries(base), merge_entries(head), tol).verdict == "regression"
+
+
+def stats_part(quick: bool) -> None:
+    trials = 200 if quick else 1000
+    tol = Tolerances()
+    scenarios = [(0.10, 0.05)] if quick else [(0.05, 0.0), (0.10, 0.0), (0.10, 0.05),
+                                              (0.20, 0.05)]
+    ms = (1, 5) if quick else (1, 5, 10)
+    print(f"{trials} simulated comparisons per cell; samples per run m (perf_runs(m)); "
+          f"process noise {PROCESS_SIGMA:.0%}, drift {DRIFT_SIGMA:.0%}/round; gate: +10 % "
+          "and one-sided Mann-Whitney p < 0.005")
+    print(f"{'sigma':>5} {'outl':>4} {'m':>3} {'shift':>6} | {'ab K=5':>7} {'K=10':>7} "
+          f"{'K=20':>7} | {'baseline file':>13}")
+    t0 = time.perf_counter()
+    for sigma, outliers in scenarios:
+        for m in ms:
+            for shift in (0.0, 0.20):
+                rng = random.Random(2024)
+                counts = {5: 0, 10: 0, 20: 0}
+                file_gate = 0
+                for _ in range(trials):
+                    base, head = simulate(rng, 20, m, shift, sigma, outliers)
+                    for k in counts:
+                        counts[k] += regressed(base[:k], head[:k], tol)
+                    file_gate += regressed(base[:1], head[:1], tol)
+                label = "false alarms" if shift == 0 else "detected"
+                cells = " ".join(f"{counts[k] / trials:>7.1%}" for k in (5, 10, 20))
+                print(f"{sigma:>5.2f} {outliers:>4.0%} {m:>3} {shift:>+6.0%} | {cells} | "
+                      f"{file_gate / trials:>13.1%}   ({label})")
+    print(f"stats elapsed {time.perf_counter() - t0:.1f} s")
+
+
+TEST_FILE = """
+import pytest
+
+@pytest.mark.perf_runs({runs})
+def test_trivial():
+    pass
+
+@pytest.mark.parametrize("i", range({copies}))
+@pytest.mark.perf_budget(p95=100)
+def test_copy(i):
+    pass
+
+@pytest.mark.parametrize("i", range({copies}))
+def test_plain(i):
+    pass
+"""
+
+
+def _session_seconds(directory: Path, runs: int, copies: int, select: str) -> float:
+    (directory / "test_cost.py").write_text(TEST_FILE.format(runs=runs, copies=copies))
+    argv = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p",
+            "pytest_agentperf.plugin", "-k", select, "--junitxml=junit.xml", "test_cost.py"]
+    env = {"PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1", "PATH": "/usr/bin:/bin"}
+    subprocess.run(argv, cwd=directory, env=env, check=True, capture_output=True)
+    import xml.etree.ElementTree as ET
+
+    suite = ET.parse(directory / "junit.xml").getroot().find("testsuite")
+    assert suite is not None
+    return float(suite.get("time", "nan"))
+
+
+def cost_part(quick: bool) -> None:
+    n = 500 if quick else 2000
+    repeats = 3 if quick else 5
+    with tempfile.TemporaryDirectory(prefix="bench-runs-") as tmp:
+        d = Path(tmp)
+        (d / "pytest.ini").write_text("[pytest]\n")
+        cases = {"one": (1, 1, "trivial"), "many": (n + 1, 1, "trivial"),
+                 "ref1": (1, 1, "copy"), "refn": (1, n + 1, "copy"),
+                 "plain1": (1, 1, "plain"), "plainn": (1, n + 1, "plain")}
+        results: dict[str, list[float]] = {k: [] for k in cases}
+        for _ in range(repeats):  # interleaved, min of each
+            for key, (runs, copies, select) in cases.items():
+                results[key].append(_session_seconds(d, runs, copies, select))
+    best = {k: min(v) for k, v in results.items()}
+    per_run = (best["many"] - best["one"]) / n
+    per_test = (best["refn"] - best["ref1"]) / n
+    per_plain = (best["plainn"] - best["plain1"]) / n
+    print(f"cost of one extra run of a trivial measured test (min of {repeats} sessions, "
+          f"{n} extra runs, JUnit session time):")
+    print(f"  perf_runs: {per_run * 1e3:.3f} ms per extra run")
+    print(f"  reference, one more parametrized measured test: {per_test * 1e3:.3f} ms "
+          f"(ratio run / test {per_run / per_test:.2f})")
+    print(f"  reference, one more plain pytest test (no plugin at work): "
+          f"{per_plain * 1e3:.3f} ms (ratio run / plain test {per_run / per_plain:.2f})")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="fewer trials")
+    ap.add_argument("--part", choices=("stats", "cost", "all"), default="all")
+    args = ap.parse_args()
+    if args.part in ("stats", "all"):
+        stats_part(args.quick)
+    if args.part in ("cost", "all"):
+        cost_part(args.quick)
+
+
+if __name__ == "__main__":
+    main()
