@@ -327,6 +327,11 @@ def test_ctrl_c_during_a_load_test_keeps_its_partial_run(pt: pytest.Pytester) ->
         """
         import asyncio, signal, pytest
 
+        # An xdist worker running this suite ignores SIGINT and the subprocess inherits
+        # that; a user's terminal has Python's default handler, which asyncio's runner
+        # then replaces with its own when the test starts.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
         @pytest.mark.perf_budget(p95=10)
         def test_first():
             pass
