@@ -174,12 +174,18 @@ def test_usage_errors_exit_2_and_leave_no_worktree(
     assert "not a git repository" in capsys.readouterr().err
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_removes_the_worktree(repo: Path) -> None:
     (repo / "test_lib.py").write_text("import time\n\ndef test_slow():\n    time.sleep(60)\n")
     proc = subprocess.Popen(
         [sys.executable, "-m", "pytest_agentperf", "ab", "HEAD", "--", "-q", "-p",
          "pytest_agentperf.plugin"],
-        cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        # an xdist worker ignores SIGINT and a child inherits that; a user's shell does not
+        preexec_fn=_default_sigint)
     try:
         deadline = time.monotonic() + 60
         while len(worktrees(repo)) < 2 and time.monotonic() < deadline:
