@@ -41,19 +41,11 @@ from pytest_agentperf.compare import Tolerances, compare_entries
 from pytest_agentperf.merge import merge_entries
 from pytest_agentperf.stats import summarize
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_regression_stats import noisy_samples as run_samples  # the same noise model
+
 PROCESS_SIGMA = 0.03
 DRIFT_SIGMA = 0.02
-
-
-def run_samples(rng: random.Random, m: int, factor: float, sigma: float,
-                outliers: float) -> list[float]:
-    out = []
-    for _ in range(m):
-        v = 0.010 * factor * math.exp(rng.gauss(0.0, sigma))
-        if rng.random() < outliers:
-            v *= rng.uniform(2.0, 6.0)
-        out.append(v)
-    return out
 
 
 def entry(samples: list[float]) -> dict[str, Any]:
