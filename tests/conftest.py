@@ -46,3 +46,35 @@ def pg_url(pg_cluster: Cluster, monkeypatch: pytest.MonkeyPatch) -> str:
 def _no_github_summary(monkeypatch: pytest.MonkeyPatch) -> None:
     """pytester runs in-process: keep a real GitHub job summary out of them."""
     monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
+
+
+@pytest.fixture(autouse=True)
+def _inner_sessions_end_cleanly(request: pytest.FixtureRequest) -> Iterator[None]:
+    """An in-process session whose unconfigure raised fails the test that ran it.
+
+    ``runpytest`` swallows an exception escaping ``pytest.main`` (it prints it and sets
+    ret 3).  When that exception comes from an unconfigure hook (an unraisable warning
+    turned error by ``filterwarnings``), the inner session's later unconfigure hooks never
+    run: its log-file handler on ``/dev/null`` stays open and its ResourceWarning later
+    fails whichever unrelated test is running when it is collected.  Name the culprit.
+    """
+    if "pytester" not in request.fixturenames:
+        yield
+        return
+    pytester: pytest.Pytester = request.getfixturevalue("pytester")
+    inline_run = pytester.inline_run
+    raised: list[BaseException] = []
+
+    def guarded(*args: object, **kwargs: object) -> object:
+        try:
+            return inline_run(*args, **kwargs)  # type: ignore[arg-type]
+        except Exception as exc:
+            raised.append(exc)
+            raise
+
+    pytester.inline_run = guarded  # type: ignore[method-assign]
+    yield
+    if raised:
+        pytest.fail(
+            f"an in-process pytest session did not end cleanly: {raised[0]!r}", pytrace=False
+        )

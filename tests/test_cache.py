@@ -17,6 +17,19 @@ from pytest_agentperf.toolkit.cache import IntelligentCache
 # (importing from the package root, as users do).
 
 
+class FakeClock:
+    """A clock the test moves: computations and expiry without sleeping."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
 # --- construction and stats -----------------------------------------------------
 def test_defaults_and_validation() -> None:
     cache = IntelligentCache()
@@ -164,7 +177,8 @@ def test_same_arguments_different_functions_do_not_collide() -> None:
 
 # --- TTL, exceptions, eviction -------------------------------------------------------
 def test_ttl_override_expires_entries() -> None:
-    cache = IntelligentCache(ttl_seconds=3600)
+    clock = FakeClock()
+    cache = IntelligentCache(ttl_seconds=3600, clock=clock)
     calls = 0
 
     @cache.cached(ttl_override=0.05)
@@ -174,9 +188,10 @@ def test_ttl_override_expires_entries() -> None:
         return x
 
     f(1)
+    clock.advance(0.049)
     f(1)
     assert calls == 1
-    time.sleep(0.06)
+    clock.advance(0.002)
     f(1)
     assert calls == 2
     stats = cache.get_cache_stats()
@@ -205,10 +220,12 @@ def test_exceptions_are_not_cached() -> None:
 
 
 def test_eviction_keeps_size_bounded_and_stats_survive() -> None:
-    cache = IntelligentCache(max_size=10)
+    clock = FakeClock()
+    cache = IntelligentCache(max_size=10, clock=clock)
 
     @cache.cached()
     def f(x: int) -> int:
+        clock.advance(0.001)  # every computation costs the same
         return x
 
     for i in range(100):
@@ -225,13 +242,14 @@ def test_eviction_keeps_size_bounded_and_stats_survive() -> None:
 
 
 def test_eviction_prefers_cheap_rarely_used_entries() -> None:
-    cache = IntelligentCache(max_size=3)
+    clock = FakeClock()
+    cache = IntelligentCache(max_size=3, clock=clock)
     calls: list[str] = []
 
     @cache.cached()
     def compute(name: str, cost: float) -> str:
         calls.append(name)
-        time.sleep(cost)
+        clock.advance(cost)
         return name
 
     compute("expensive", 0.05)
@@ -249,7 +267,8 @@ def test_eviction_prefers_cheap_rarely_used_entries() -> None:
 
 
 def test_expired_entries_are_evicted_first() -> None:
-    cache = IntelligentCache(max_size=2)
+    clock = FakeClock()
+    cache = IntelligentCache(max_size=2, clock=clock)
     calls: list[str] = []
 
     @cache.cached(ttl_override=0.03)
@@ -260,12 +279,12 @@ def test_expired_entries_are_evicted_first() -> None:
     @cache.cached()
     def slow(name: str) -> str:
         calls.append(name)
-        time.sleep(0.02)
+        clock.advance(0.02)
         return name
 
     slow("keep")
     short("old")
-    time.sleep(0.04)
+    clock.advance(0.04)
     short("new")  # full: the expired entry goes, not the valuable one
     calls.clear()
     slow("keep")

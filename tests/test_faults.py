@@ -302,7 +302,8 @@ def test_sigterm_chains_the_previous_handler(pt: pytest.Pytester) -> None:
         import os, signal
 
         def _mine(signum, frame):
-            open("chained", "w").write(str(signum))
+            with open("chained", "w") as f:
+                f.write(str(signum))
             os._exit(7)
 
         signal.signal(signal.SIGTERM, _mine)
@@ -502,7 +503,8 @@ def test_sigterm_is_not_touched_without_a_report(pt: pytest.Pytester) -> None:
         import signal
 
         def pytest_sessionfinish(session):
-            open("handler", "w").write(repr(signal.getsignal(signal.SIGTERM)))
+            with open("handler", "w") as f:
+                f.write(repr(signal.getsignal(signal.SIGTERM)))
         """
     )
     pt.makepyfile(QUICK)

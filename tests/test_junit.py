@@ -61,7 +61,8 @@ def test_no_properties_without_junitxml(pt: pytest.Pytester) -> None:
             SEEN.extend(report.user_properties)
 
         def pytest_sessionfinish(session):
-            open("seen.txt", "w").write(repr(SEEN))
+            with open("seen.txt", "w") as f:
+                f.write(repr(SEEN))
     """)
     pt.makepyfile(SUITE)
     pt.runpytest().assert_outcomes(passed=2, failed=1)

@@ -43,7 +43,8 @@ def test_measuring_does_not_reset_the_process_peak_rss(pt: pytest.Pytester) -> N
 
         def pytest_sessionfinish(session):
             peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-            open("maxrss.txt", "w").write(str(peak_kib))
+            with open("maxrss.txt", "w") as f:
+                f.write(str(peak_kib))
         """
     )
     pt.makepyfile(

@@ -11,7 +11,9 @@ The guide's API is kept (``IntelligentCache(max_size, ttl_seconds)``,
   heap is corrected when a stale minimum surfaces during eviction.  Eviction is
   O(log n) amortised, flat from 10^3 to 10^5 entries (the guide scans them all).
   Expired entries are evicted before valuable ones (a second, expiry heap).
-* **TTL on a monotonic clock**; ``ttl_override`` per decorator.
+* **TTL on a monotonic clock**; ``ttl_override`` per decorator.  The clock
+  (``time.perf_counter`` by default) also times computations and can be
+  injected (``clock=``), so eviction and expiry can be tested without sleeping.
 * **sync and ``async def``** functions (the guide cached coroutine objects).
 * **Single-flight**: concurrent misses on one key compute once, for threads
   and for asyncio tasks; the others wait and count as hits (``coalesced``).
@@ -209,17 +211,26 @@ class IntelligentCache:
     """Cost-aware memoising cache for expensive (sync or async) functions.
 
     ``max_size`` bounds the number of entries; ``ttl_seconds`` is the default
-    time to live (``math.inf`` for none).  Thread-safe; async functions are
-    single-flighted per event loop.
+    time to live (``math.inf`` for none).  ``clock`` is a monotonic clock in
+    seconds, used both for expiry and to time computations (the cost that
+    eviction weighs).  Thread-safe; async functions are single-flighted per
+    event loop.
     """
 
-    def __init__(self, max_size: int = 1000, ttl_seconds: float = 3600) -> None:
+    def __init__(
+        self,
+        max_size: int = 1000,
+        ttl_seconds: float = 3600,
+        *,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
         if max_size < 1:
             raise ValueError(f"max_size must be >= 1, got {max_size!r}")
         if not ttl_seconds > 0:
             raise ValueError(f"ttl_seconds must be > 0, got {ttl_seconds!r}")
         self.max_size = max_size
         self.ttl_seconds = ttl_seconds
+        self._clock = clock
         self._lock = threading.Lock()
         self._data: dict[Any, _Entry] = {}
         self._heap: list[tuple[float, int, Any]] = []  # (priority, seq, key)
@@ -278,7 +289,7 @@ class IntelligentCache:
 
             lock = self._lock
             data = self._data
-            monotonic = time.monotonic
+            monotonic = self._clock
 
             @functools.wraps(func)
             def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -315,7 +326,7 @@ class IntelligentCache:
         entry = self._data.get(key)
         if entry is None:
             return _MISS
-        if entry.expires <= time.monotonic():
+        if entry.expires <= self._clock():
             del self._data[key]
             self._expirations += 1
             return _MISS
@@ -336,7 +347,7 @@ class IntelligentCache:
         cost = max(cost, _MIN_COST)
         self._seq += 1
         seq = self._seq
-        expires = time.monotonic() + ttl
+        expires = self._clock() + ttl
         data[key] = _Entry(value, expires, cost, self._inflation, seq)
         heapq.heappush(self._heap, (self._inflation + cost, seq, key))
         if expires != math.inf:
@@ -347,7 +358,7 @@ class IntelligentCache:
         data = self._data
         exp_heap = self._exp_heap
         # Expired entries go first.
-        now = time.monotonic()
+        now = self._clock()
         while exp_heap and exp_heap[0][0] <= now:
             _, seq, key = heapq.heappop(exp_heap)
             entry = data.get(key)
@@ -457,13 +468,13 @@ class IntelligentCache:
                 return value
             assert flight is not None
             if leader:
-                start = time.perf_counter()
+                start = self._clock()
                 try:
                     value = func(*args, **kwargs)
                 except BaseException as exc:
                     self._fail_leader(key, flight, exc)
                     raise
-                self._finish_leader(key, flight, value, time.perf_counter() - start, ttl)
+                self._finish_leader(key, flight, value, self._clock() - start, ttl)
                 return value
             assert flight.event is not None
             flight.event.wait()
@@ -490,13 +501,13 @@ class IntelligentCache:
                 return value
             assert flight is not None
             if leader:
-                start = time.perf_counter()
+                start = self._clock()
                 try:
                     value = await func(*args, **kwargs)
                 except BaseException as exc:
                     self._fail_leader(key, flight, exc)
                     raise
-                self._finish_leader(key, flight, value, time.perf_counter() - start, ttl)
+                self._finish_leader(key, flight, value, self._clock() - start, ttl)
                 return value
             # shield: a cancelled waiter must not cancel the shared future
             await asyncio.shield(flight.future)
