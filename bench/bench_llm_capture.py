@@ -83,7 +83,7 @@ def workloads(srv: LLMServer) -> tuple[dict[str, Callable[[], Any]], list[Any]]:
     }, [oc, ac]
 
 
-def direct_overhead_us(cap: LLMCapture) -> float:
+def direct_overhead_us(cap: LLMCapture, limits: Any = None, scoped: Any = None) -> float:
     """What the patches add to one non-streamed chat call, without the network around it:
     the call's start in ``request``, tying its HTTP request in ``_build_request``, the
     safety net's check in ``send``, and reading the result in ``_parse``."""
@@ -104,7 +104,9 @@ def direct_overhead_us(cap: LLMCapture) -> float:
     request = httpx2.Request("POST", "http://127.0.0.1/v1/chat/completions")
     net = cap._nets[1]
     stats = LLMStats()
-    cap.start(stats.add, stats.add_uncaptured)
+    cap.start(stats.add, stats.add_uncaptured, limits)
+    if scoped is not None:
+        scoped.__enter__()
 
     def one() -> None:
         pending = patch._begin(options)
@@ -120,7 +122,27 @@ def direct_overhead_us(cap: LLMCapture) -> float:
         n = 5_000
         return min(timeit.repeat(one, number=n, repeat=5)) / n * 1e6
     finally:
+        if scoped is not None:
+            scoped.__exit__(None, None, None)
         cap.stop()
+
+
+def limit_overheads_us(cap: LLMCapture) -> dict[str, float]:
+    """The capture's own work per call with no hard limit, with the test's
+    (``enforce="hard"``) and with a ``perf_record.limit`` block around it as well; the
+    modes interleave five times and the best of each is kept."""
+    from pytest_agentperf.llm.limits import LimitScope
+
+    big = {"llm_calls": 10**12, "tokens": 10**15}
+    best = {"no limit": float("inf"), "test limit": float("inf"),
+            "test + block": float("inf")}
+    for _ in range(5):
+        best["no limit"] = min(best["no limit"], direct_overhead_us(cap))
+        best["test limit"] = min(best["test limit"],
+                                 direct_overhead_us(cap, LimitScope(big, "bench")))
+        best["test + block"] = min(best["test + block"], direct_overhead_us(
+            cap, LimitScope(big, "bench"), LimitScope(big, "bench block")))
+    return best
 
 
 def main() -> None:
@@ -166,6 +188,7 @@ def main() -> None:
                 done += 1
         cap.ensure_installed()
         direct_us = direct_overhead_us(cap)
+        limit_us = limit_overheads_us(cap)
         ensure_ns = min(timeit.repeat(cap.ensure_installed, number=10_000, repeat=5)) / 10_000 * 1e9
     finally:
         cap.uninstall()
@@ -198,6 +221,10 @@ def main() -> None:
     offs = [statistics.median(times[n]["off"]) * 1e6 for n in loads]
     est = max((off + direct_us) / off for off in offs)
     print(f"worst ratio implied by it, (off + own work) / off: {est:.3f}")
+    print("hard limits, capture's own work per call (best of 5 interleaved rounds):")
+    for mode, us in limit_us.items():
+        print(f"  {mode:13} {us:6.2f} us  ratio to no limit {us / limit_us['no limit']:.3f}"
+              f"  implied call ratio {max((o + us) / o for o in offs):.4f}")
     print(f"ensure_installed() with nothing new: {ensure_ns:.0f} ns")
 
 

@@ -21,6 +21,7 @@ from .toolkit.profiler import PerformanceMetrics, PerformanceProfiler
 if TYPE_CHECKING:
     from .findings import Finding
     from .histogram import LatencyHistogram
+    from .llm.limits import BudgetExceeded
     from .measurement.leaks import LeakChecker
     from .measurement.loopblock import LoopBlockDetector
     from .toolkit.batching import BatchProcessor, BatchResultError
@@ -54,6 +55,7 @@ _LAZY: dict[str, str] = {
     "LoopBlockDetector": "measurement.loopblock",
     "LeakChecker": "measurement.leaks",
     "Finding": "findings",
+    "BudgetExceeded": "llm.limits",
 }
 
 
@@ -74,6 +76,7 @@ __all__ = [
     "BatchProcessor",
     "BatchResultError",
     "BudgetError",
+    "BudgetExceeded",
     "ConnectionPool",
     "Finding",
     "IntelligentCache",

@@ -18,13 +18,16 @@ from .units import fmt_quantity
 
 __all__ = [
     "BUDGET_KEYS",
+    "BUDGET_OPTIONS",
     "GUIDE_ALIASES",
     "BudgetError",
     "BudgetKey",
+    "BudgetOption",
     "Violation",
     "check_budget",
     "format_violations",
     "parse_budget_items",
+    "split_options",
     "validate_budget",
 ]
 
@@ -110,6 +113,30 @@ BUDGET_KEYS: dict[str, BudgetKey] = {
     )
 }
 
+@dataclass(frozen=True)
+class BudgetOption:
+    """A marker argument that says how the limits act, not a limit itself."""
+
+    name: str
+    choices: tuple[str, ...]
+    default: str
+    description: str
+    #: the budget keys the option acts on
+    keys: tuple[str, ...] = ()
+
+
+#: Marker arguments beside the limits (``perf_budget(llm_calls=3, enforce="hard")``).
+BUDGET_OPTIONS: dict[str, BudgetOption] = {
+    o.name: o
+    for o in (
+        BudgetOption("enforce", ("after", "hard"), "after",
+                     "after: judge the test when it ends; hard: refuse the LLM call that would "
+                     "cross llm_calls, tokens or cost_usd before it is sent",
+                     keys=("llm_calls", "tokens", "cost_usd")),
+    )
+}
+
+
 #: Names from the guide's ``PERFORMANCE_BUDGETS`` accepted in the ini option.
 GUIDE_ALIASES: dict[str, str] = {
     "api_response_time_p95": "p95",
@@ -186,6 +213,26 @@ def validate_budget(
             )
         out[name] = _check_value(key, value, source)
     return out
+
+
+def split_options(
+    kwargs: Mapping[str, object], source: str
+) -> tuple[dict[str, object], dict[str, str]]:
+    """Separate a marker's options (:data:`BUDGET_OPTIONS`, checked) from its limits."""
+    limits: dict[str, object] = {}
+    options: dict[str, str] = {}
+    for name, value in kwargs.items():
+        option = BUDGET_OPTIONS.get(name)
+        if option is None:
+            limits[name] = value
+            continue
+        if value not in option.choices:
+            raise BudgetError(
+                f"{source}: {name}={value!r} is not one of "
+                + ", ".join(repr(c) for c in option.choices) + f" ({option.description})"
+            )
+        options[name] = str(value)
+    return limits, options
 
 
 def parse_budget_items(items: Iterable[str], source: str) -> dict[str, float]:
@@ -371,4 +418,12 @@ def describe_keys() -> str:
     """One line per key, for ``--help`` and the markers line."""
     return "; ".join(
         f"{k.name} ({k.direction} {k.unit})" for k in BUDGET_KEYS.values()
+    )
+
+
+def describe_options() -> str:
+    """The marker's options (:data:`BUDGET_OPTIONS`), for the markers line."""
+    return "; ".join(
+        f"{o.name}={'|'.join(o.choices)} (default {o.default}: {o.description})"
+        for o in BUDGET_OPTIONS.values()
     )

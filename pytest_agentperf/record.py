@@ -11,10 +11,13 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .measurement.memory import MemoryResult
 from .stats import SampleSet, summarize
+
+if TYPE_CHECKING:
+    from .llm.limits import LimitScope
 
 __all__ = ["TestRecord"]
 
@@ -50,6 +53,9 @@ class TestRecord:
         self.violation_details: dict[str, str] = {}
         self._collectors: list[Collector] = []
         self._lock = threading.Lock()
+        #: ``(model, prompt, cached, completion) -> USD`` for ``limit(cost_usd=...)``
+        self.llm_pricer: Callable[[str, int, int, int], float | None] | None = None
+        self._limit_scopes: list[LimitScope] = []
 
     # -- adding data ------------------------------------------------------------
     def add_collector(self, collector: Collector) -> None:
@@ -116,6 +122,31 @@ class TestRecord:
         with self._lock:
             self.findings.append({"kind": kind, "message": message, **details})
 
+    def limit(
+        self, *, llm_calls: float | None = None, tokens: float | None = None,
+        cost_usd: float | None = None,
+    ) -> LimitScope:
+        """Hard limits on the LLM calls made inside a ``with`` / ``async with`` block.
+
+        A call past ``llm_calls``, or made when the block's tokens or cost already reached
+        their limit, is refused before it is sent with
+        :class:`~pytest_agentperf.BudgetExceeded`, raised in the caller's thread or task;
+        a stream stops when its usage crosses ``tokens`` or ``cost_usd``.  Only calls made
+        inside the block count; blocks nest (every enclosing limit applies).  The block
+        follows asyncio tasks created in it, not plain threads.
+        """
+        from .llm.limits import limit_scope
+
+        given = {k: v for k, v in (("llm_calls", llm_calls), ("tokens", tokens),
+                                   ("cost_usd", cost_usd)) if v is not None}
+        scope = limit_scope("perf_record.limit", self.llm_pricer, **given)
+        with self._lock:
+            first = not self._limit_scopes
+            self._limit_scopes.append(scope)
+        if first:
+            self.add_collector(_limit_findings)
+        return scope
+
     # -- JSON -------------------------------------------------------------------
     def latency_summary(self) -> dict[str, Any]:
         if len(self.latency) == 0 and self.call_duration_s is not None:
@@ -164,6 +195,15 @@ class TestRecord:
             "findings_count": self.findings_count(),
             **self.sections,
         }
+
+
+def _limit_findings(record: TestRecord) -> None:
+    """Every ``limit`` block that refused a call or stopped a stream is a finding."""
+    for scope in record._limit_scopes:
+        exc = scope.exceeded
+        if exc is not None:
+            record.add_finding("hard_limit", exc.describe(), budget=exc.budget,
+                               limit=exc.limit, used=exc.used, scope=scope.section())
 
 
 def _check_figure(call: str, name: str, value: object, unit: str) -> None:

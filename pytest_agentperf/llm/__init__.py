@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from .calls import CallSink, LLMCall, agent_scope, current_agent
     from .capture import LLMCapture
     from .cost import CostEstimate, ModelPrice, PriceTable, cost_usd, parse_price_table
+    from .limits import BudgetExceeded, LimitScope, limit_scope
     from .otel import GenAISpanProcessor
     from .summary import LLMOperationSamples, LLMStats, aggregate_calls, operation_samples
 
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
 _HOMES = {
     "CallSink": "calls", "LLMCall": "calls", "agent_scope": "calls", "current_agent": "calls",
     "LLMCapture": "capture",
+    "BudgetExceeded": "limits", "LimitScope": "limits", "limit_scope": "limits",
     "CostEstimate": "cost", "ModelPrice": "cost", "PriceTable": "cost", "cost_usd": "cost",
     "parse_price_table": "cost",
     "GenAISpanProcessor": "otel",
@@ -51,6 +53,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "BudgetExceeded",
     "CallSink",
     "CostEstimate",
     "GenAISpanProcessor",
@@ -58,12 +61,14 @@ __all__ = [
     "LLMCapture",
     "LLMOperationSamples",
     "LLMStats",
+    "LimitScope",
     "ModelPrice",
     "PriceTable",
     "agent_scope",
     "aggregate_calls",
     "cost_usd",
     "current_agent",
+    "limit_scope",
     "operation_samples",
     "parse_price_table",
 ]

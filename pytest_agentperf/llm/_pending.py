@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable
 
 from .calls import CallSink, LLMCall
+from .limits import LimitScope, account
 
 __all__ = ["PendingCall"]
 
@@ -18,10 +19,10 @@ class PendingCall:
     """
 
     __slots__ = (
-        "_t0", "agent", "cached_tokens", "call", "completion_tokens", "done", "error", "model",
-        "observed", "on_finish", "operation", "prompt_tokens", "provider", "reasoning_tokens",
-        "response_id", "response_model", "retries", "sink", "streamed", "total_tokens",
-        "ttft_s",
+        "_t0", "agent", "cached_tokens", "call", "completion_tokens", "done", "error", "limits",
+        "model", "observed", "on_finish", "operation", "prompt_tokens", "provider",
+        "reasoning_tokens", "response_id", "response_model", "retries", "sink", "streamed",
+        "total_tokens", "ttft_s",
     )
 
     def __init__(
@@ -50,6 +51,8 @@ class PendingCall:
         self.on_finish: Callable[[LLMCall, CallSink], None] | None = None
         #: the finished call
         self.call: LLMCall | None = None
+        #: the hard-limit scopes that counted this call (:mod:`.limits`), ``None``: none
+        self.limits: tuple[LimitScope, ...] | None = None
         self._t0 = time.perf_counter()
 
     def elapsed(self) -> float:
@@ -114,6 +117,8 @@ class PendingCall:
             source="sdk",
         )
         self.call = call
+        if self.limits is not None:
+            account(self.limits, call)
         if self.on_finish is not None:
             self.on_finish(call, self.sink)
         else:

@@ -11,6 +11,7 @@ from ._pending import PendingCall
 from .anthropic_capture import AnthropicAdapter
 from .calls import CallSink
 from .http_net import HTTPNet
+from .limits import LimitScope
 from .openai_capture import OpenAIAdapter
 from .otel import GenAISpanProcessor
 from .sdk_patch import SDKPatch, new_inflight_var
@@ -39,6 +40,8 @@ class LLMCapture:
     def __init__(self, *, attach_global_otel: bool = True) -> None:
         self.inflight = new_inflight_var()
         self.sink: CallSink | None = None
+        #: the running test's hard limits (``perf_budget(enforce="hard")``), process-wide
+        self.limits: LimitScope | None = None
         self.span_processor = GenAISpanProcessor(self.inflight)
         self.on_uncaptured: Callable[[str], None] | None = None
         self._patches = (SDKPatch(OpenAIAdapter(), self), SDKPatch(AnthropicAdapter(), self))
@@ -106,9 +109,14 @@ class LLMCapture:
         self.span_processor.enabled = False
 
     # -- routing -------------------------------------------------------------------------
-    def start(self, sink: CallSink, on_uncaptured: Callable[[str], None] | None = None) -> None:
-        """Route every call that starts from now on to ``sink`` (replacing any other)."""
+    def start(
+        self, sink: CallSink, on_uncaptured: Callable[[str], None] | None = None,
+        limits: LimitScope | None = None,
+    ) -> None:
+        """Route every call that starts from now on to ``sink`` (replacing any other);
+        ``limits``: hard limits for every call from now on (:mod:`.limits`)."""
         self.span_processor.enabled = True
+        self.limits = limits
         self.sink = sink
         self.on_uncaptured = on_uncaptured
         self.span_processor.set_sink(sink)
@@ -116,6 +124,7 @@ class LLMCapture:
     def stop(self) -> None:
         """Stop routing; calls in flight still finish into the sink they started with."""
         self.sink = None
+        self.limits = None
         self.on_uncaptured = None
         self.span_processor.set_sink(None)
 

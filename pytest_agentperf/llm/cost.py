@@ -9,14 +9,16 @@ unknown.  ``usd`` is then a lower bound.  :func:`parse_price_table` validates a 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from .calls import LLMCall
 from .summary import LLMStats
 
-__all__ = ["CostEstimate", "ModelPrice", "PriceTable", "cost_usd", "parse_price_table"]
+__all__ = [
+    "CostEstimate", "ModelPrice", "PriceTable", "cost_usd", "parse_price_table", "pricer",
+]
 
 
 @dataclass(frozen=True)
@@ -127,3 +129,14 @@ def cost_usd(calls: Iterable[LLMCall] | LLMStats, prices: PriceTable) -> CostEst
     return CostEstimate(
         usd=usd, unpriced_models=tuple(sorted(unpriced)), unknown_usage_calls=unknown
     )
+
+
+def pricer(prices: PriceTable) -> Callable[[str, int, int, int], float | None]:
+    """``(model, prompt, cached, completion) -> USD`` from ``prices`` (``None``: unpriced),
+    for the hard limits of :mod:`.limits`."""
+
+    def price(model: str, prompt: int, cached: int, completion: int) -> float | None:
+        p = prices.get(model)
+        return None if p is None else _price(model, prompt, cached, completion, p)
+
+    return price

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from ._pending import PendingCall
 from .calls import current_agent
+from .limits import BudgetExceeded, admit, check_stream, current_scopes
 
 if TYPE_CHECKING:
     from .capture import LLMCapture
@@ -163,10 +164,15 @@ class SDKPatch:
         operation = self.adapter.classify(options)
         if operation is None:
             return None
+        limits = capture.limits
+        scoped = current_scopes()
+        if limits is not None or scoped is not None:
+            scoped = admit(limits, scoped)  # a hard limit reached: raises, nothing is sent
         processor = capture.span_processor
         pending = PendingCall(
             sink, self.adapter.provider, operation, _request_model(options), current_agent()
         )
+        pending.limits = scoped
         span_agent = processor.on_sdk_call(pending)
         if pending.agent is None:
             pending.agent = span_agent
@@ -319,11 +325,21 @@ def _wrap_sync_stream(
     stream: Any, pending: PendingCall, read_item: Callable[[PendingCall, Any], None]
 ) -> None:
     inner: Iterator[Any] = stream._iterator
+    cls_close = type(stream).close
+    ref = weakref.ref(stream)
 
     def observed() -> Iterator[Any]:
         try:
             for item in inner:
                 read_item(pending, item)
+                if pending.limits is not None:
+                    try:
+                        check_stream(pending)
+                    except BudgetExceeded:
+                        s = ref()
+                        if s is not None:
+                            cls_close(s)  # stop reading: the response is closed
+                        raise
                 yield item
         except GeneratorExit:
             raise
@@ -334,8 +350,6 @@ def _wrap_sync_stream(
             pending.finish()
 
     stream._iterator = observed()
-    cls_close = type(stream).close
-    ref = weakref.ref(stream)
 
     def close() -> None:
         try:
@@ -352,11 +366,21 @@ def _wrap_async_stream(
     stream: Any, pending: PendingCall, read_item: Callable[[PendingCall, Any], None]
 ) -> None:
     inner: AsyncIterator[Any] = stream._iterator
+    cls_close = type(stream).close
+    ref = weakref.ref(stream)
 
     async def observed() -> AsyncIterator[Any]:
         try:
             async for item in inner:
                 read_item(pending, item)
+                if pending.limits is not None:
+                    try:
+                        check_stream(pending)
+                    except BudgetExceeded:
+                        s = ref()
+                        if s is not None:
+                            await cls_close(s)  # stop reading: the response is closed
+                        raise
                 yield item
         except GeneratorExit:
             raise
@@ -367,8 +391,6 @@ def _wrap_async_stream(
             pending.finish()
 
     stream._iterator = observed()
-    cls_close = type(stream).close
-    ref = weakref.ref(stream)
 
     async def close() -> None:
         try:

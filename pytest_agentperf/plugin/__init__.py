@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from ..budgets import BudgetError, describe_keys, parse_budget_items
+from ..budgets import BudgetError, describe_keys, describe_options, parse_budget_items
 from ..measurement.memory import MemoryMethod, best_memory_method, hwm_available
 from ..report import ReportError, check_writable
 from . import baseline as regression
@@ -172,7 +172,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
         f"{MARKER}(**limits): performance budget of the test; fails the test when a limit "
-        f"is broken. Keys: {describe_keys()}",
+        f"is broken. Keys: {describe_keys()}. Options: {describe_options()}",
     )
     config.addinivalue_line("markers", runs.MARKER_HELP)
     if config.getoption("perf_skip") and config.getoption("perf_only"):

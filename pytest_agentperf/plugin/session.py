@@ -22,7 +22,13 @@ from typing import Any
 import pytest
 
 from .. import __version__
-from ..budgets import BudgetError, check_budget, format_violations, validate_budget
+from ..budgets import (
+    BudgetError,
+    check_budget,
+    format_violations,
+    split_options,
+    validate_budget,
+)
 from ..llm.frameworks import FrameworkHooks
 from ..llm.import_hook import PostImportHooks
 from ..measurement.memory import MemoryMethod, MemoryProbe, ProcFiles
@@ -30,6 +36,15 @@ from ..record import TestRecord
 from ..report import ReportError, build_report, plain_json, utc_now, write_report
 from .diagnostics import CallDiagnostics
 from .environment import run_environment
+from .limits import (
+    ENFORCE_KEY,
+    HARD_SCOPE_KEY,
+    budget_exception,
+    check_enforce,
+    hard_scope,
+    hard_violations,
+    where_raised,
+)
 from .runs import RUN_KEY
 from .terminal import safe_text
 
@@ -120,13 +135,19 @@ class PerfSession:
         """Merge the item's perf_budget markers (closest wins per key) over the defaults."""
         merged: dict[str, float] = {}
         found = False
+        enforce: str | None = None
+        source = f"invalid @pytest.mark.{MARKER}"
         for mark in item.iter_markers(MARKER):
             found = True
-            source = f"invalid @pytest.mark.{MARKER}"
-            for key, value in validate_budget(mark.kwargs, source, tuple(mark.args)).items():
+            limits, options = split_options(mark.kwargs, source)
+            enforce = enforce or options.get("enforce")
+            for key, value in validate_budget(limits, source, tuple(mark.args)).items():
                 merged.setdefault(key, value)
         for key, value in self.settings.default_budget.items():
             merged.setdefault(key, value)
+        if enforce is not None:
+            check_enforce(enforce, merged, self.settings.llm_prices, source)
+            item.stash[ENFORCE_KEY] = enforce
         if not merged and not found:
             return None
         return merged
@@ -137,6 +158,10 @@ class PerfSession:
         item.stash[RECORD_KEY] = record
         if self.disabled:
             return record
+        if self.settings.llm_prices:
+            from ..llm.cost import pricer
+
+            record.llm_pricer = pricer(self.settings.llm_prices)
         error = None
         try:
             record.budget = self.resolve_budget(item)
@@ -172,12 +197,14 @@ class PerfSession:
                 probe.start()
             diagnostics.start()
         llm_stats = _LazyStats()
+        if record is not None and record.budget:
+            llm_stats.limits = hard_scope(item, record.budget, self.settings.llm_prices)
         with self._llm_lock:
             self._llm_sink = llm_stats
             llm = self.llm
             if llm is not None:
                 llm.ensure_installed()  # a no-op unless a module escaped the import hooks
-                llm.start(llm_stats, llm_stats.uncaptured)
+                llm.start(llm_stats, llm_stats.uncaptured, llm_stats.limits)
         cpu0 = time.process_time_ns()
         t0 = time.perf_counter_ns()
         failed = False
@@ -244,7 +271,7 @@ class PerfSession:
             self.llm.ensure_installed()
             sink = self._llm_sink
             if sink is not None and not self.llm.active:
-                self.llm.start(sink, sink.uncaptured)
+                self.llm.start(sink, sink.uncaptured, sink.limits)
 
     def _add_llm(self, record: TestRecord, stats: Any) -> None:
         from ..llm import cost_usd
@@ -286,7 +313,7 @@ class PerfSession:
             return rep
         phases = item.stash.setdefault(PHASES_KEY, {})
         if rep.when == "call":
-            self._finish_call(item, record, rep)
+            self._finish_call(item, record, rep, call.excinfo)
             if self.config.getoption("xmlpath", None) and "entry" in phases:
                 from .junit import add_properties
 
@@ -302,7 +329,10 @@ class PerfSession:
             rep.agentperf = plain_json(entry) if self.is_worker else entry  # type: ignore[attr-defined]
         return rep
 
-    def _finish_call(self, item: pytest.Item, record: TestRecord, rep: pytest.TestReport) -> None:
+    def _finish_call(
+        self, item: pytest.Item, record: TestRecord, rep: pytest.TestReport,
+        excinfo: pytest.ExceptionInfo[BaseException] | None = None,
+    ) -> None:
         problems: list[str] = []
         try:
             record.run_collectors()
@@ -326,10 +356,19 @@ class PerfSession:
         marked = {key for mark in item.iter_markers(MARKER) for key in mark.kwargs}
         violations = check_budget(record.budget or {}, entry,
                                   optional=set(self.settings.default_budget) - marked)
+        scope = item.stash.get(HARD_SCOPE_KEY, None)
+        if scope is not None:  # what a hard limit stopped replaces the verdict after
+            entry["hard_limit"] = scope.section()
+            hard = hard_violations(scope)
+            stopped = {v.metric for v in hard}
+            violations = [v for v in violations if v.metric not in stopped] + hard
         entry["violations"] = [v.as_dict() for v in violations]
         record.violations = entry["violations"]
         item.stash[PHASES_KEY]["entry"] = entry
         failures: list[str] = []
+        raised = budget_exception(excinfo)
+        if raised is not None and not any(v.note.startswith("hard limit") for v in violations):
+            failures.append(raised.describe())  # a perf_record.limit block's limit
         if violations:
             message = format_violations(violations)
             for violation in violations:
@@ -337,6 +376,11 @@ class PerfSession:
                 if detail:
                     message += "\n" + detail
             failures.append(message)
+        if raised is not None and excinfo is not None:
+            where = where_raised(item, excinfo)
+            if where:
+                what = "stream was stopped" if raised.streamed else "LLM call was made"
+                failures.append(f"the refused {what} at {where}")
         for check in self.entry_checks:
             try:
                 failures.extend(check(item, entry))
@@ -348,7 +392,8 @@ class PerfSession:
         if failures:
             # operation names and finding texts come from user code: no raw escapes
             text = safe_text("\n".join(failures))
-            if rep.passed and not hasattr(rep, "wasxfail"):
+            if (rep.passed or raised is not None) and not hasattr(rep, "wasxfail"):
+                # a hard limit's exception reads as the budget it broke, not a traceback
                 rep.outcome = "failed"
                 rep.longrepr = text
             else:
@@ -654,11 +699,13 @@ class _SnapshotTimer(threading.Thread):
 class _LazyStats:
     """The LLM capture's sink for one test: an ``LLMStats`` made at the first call only."""
 
-    __slots__ = ("_lock", "stats")
+    __slots__ = ("_lock", "limits", "stats")
 
     def __init__(self) -> None:
         self.stats: Any = None
         self._lock = threading.Lock()
+        #: the test's hard limits (``perf_budget(enforce="hard")``), routed with the sink
+        self.limits: Any = None
 
     def _get(self) -> Any:
         if self.stats is None:
