@@ -131,11 +131,16 @@ def limit_overheads_us(cap: LLMCapture) -> dict[str, float]:
     """The capture's own work per call with no hard limit, with the test's
     (``enforce="hard"``) and with a ``perf_record.limit`` block around it as well; the
     modes interleave five times and the best of each is kept."""
-    from pytest_agentperf.llm.limits import LimitScope
+    from pytest_agentperf.llm.limits import LimitScope, current_scopes
 
+    def check() -> bool:  # what _begin adds when no limit is set
+        return cap.limits is not None or current_scopes() is not None
+
+    n = 200_000
+    check_us = min(timeit.repeat(check, number=n, repeat=5)) / n * 1e6
     big = {"llm_calls": 10**12, "tokens": 10**15}
     best = {"no limit": float("inf"), "test limit": float("inf"),
-            "test + block": float("inf")}
+            "test + block": float("inf"), "check alone": check_us}
     for _ in range(5):
         best["no limit"] = min(best["no limit"], direct_overhead_us(cap))
         best["test limit"] = min(best["test limit"],
@@ -222,6 +227,8 @@ def main() -> None:
     est = max((off + direct_us) / off for off in offs)
     print(f"worst ratio implied by it, (off + own work) / off: {est:.3f}")
     print("hard limits, capture's own work per call (best of 5 interleaved rounds):")
+    print("  ('check alone': the no-limit check _begin adds, a ContextVar.get and an"
+          " attribute read)")
     for mode, us in limit_us.items():
         print(f"  {mode:13} {us:6.2f} us  ratio to no limit {us / limit_us['no limit']:.3f}"
               f"  implied call ratio {max((o + us) / o for o in offs):.4f}")

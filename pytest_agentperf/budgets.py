@@ -326,6 +326,10 @@ def _unknown_note(record: Mapping[str, Any], name: str) -> str | None:
             return str(memory["note"])
     elif name == "ttft_p95":
         if _lookup(record, ("llm", "ttft_p95_s")) is None:
+            replayed = _lookup(record, ("llm", "replayed_calls")) or 0
+            if replayed:
+                return (f"no live streamed LLM call measured a time to first token ({replayed} "
+                        "calls were replayed from a cassette: their timing is the cassette's)")
             return "no streamed LLM call measured a time to first token"
     elif name == "cost_usd":
         if _lookup(record, ("llm",)) is None:
@@ -407,6 +411,9 @@ def _missing(record: Mapping[str, Any], key: BudgetKey, raw: Any) -> str:
     note = _unknown_note(record, key.name)
     if note is not None:
         return note
+    why = _lookup(record, (key.path[0], "note"))  # the section says why it has no figure
+    if isinstance(why, str) and why:
+        return f"{'/'.join(key.path)} missing: {why}"
     return f"{'/'.join(key.path)} missing: {key.missing_hint or 'not measured'}"
 
 

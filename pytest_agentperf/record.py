@@ -37,6 +37,9 @@ class TestRecord:
         self.memory: MemoryResult | None = None
         self.latency = SampleSet()
         self.latency_sources: list[str] = []
+        #: why the test has no latency of its own when it records no sample (its LLM
+        #: calls were replayed from a cassette: the call's duration is not the model's)
+        self.latency_unmeasured: str | None = None
         self.prompt_tokens = 0
         self.completion_tokens = 0
         self.total_tokens = 0
@@ -149,6 +152,12 @@ class TestRecord:
 
     # -- JSON -------------------------------------------------------------------
     def latency_summary(self) -> dict[str, Any]:
+        if len(self.latency) == 0 and self.latency_unmeasured is not None:
+            summary = summarize(())
+            summary["source"] = "none"
+            summary["samples"] = []
+            summary["note"] = self.latency_unmeasured
+            return summary
         if len(self.latency) == 0 and self.call_duration_s is not None:
             summary = summarize((self.call_duration_s,))
             summary["exact"] = True

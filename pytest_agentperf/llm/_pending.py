@@ -21,7 +21,8 @@ class PendingCall:
     __slots__ = (
         "_t0", "agent", "cached_tokens", "call", "completion_tokens", "done", "error", "limits",
         "model", "observed", "on_finish", "operation", "prompt_tokens", "provider",
-        "reasoning_tokens", "response_id", "response_model", "retries", "sink", "streamed",
+        "reasoning_tokens", "replayed", "response_id", "response_model", "retries", "sink",
+        "streamed",
         "total_tokens", "ttft_s",
     )
 
@@ -53,6 +54,8 @@ class PendingCall:
         self.call: LLMCall | None = None
         #: the hard-limit scopes that counted this call (:mod:`.limits`), ``None``: none
         self.limits: tuple[LimitScope, ...] | None = None
+        #: the response came from a recorded cassette (:mod:`.replay`), not the provider
+        self.replayed = False
         self._t0 = time.perf_counter()
 
     def elapsed(self) -> float:
@@ -115,6 +118,7 @@ class PendingCall:
             response_model=self.response_model,
             response_id=self.response_id,
             source="sdk",
+            replayed=self.replayed,
         )
         self.call = call
         if self.limits is not None:

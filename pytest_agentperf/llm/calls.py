@@ -48,6 +48,9 @@ class LLMCall:
     """The provider's id of the response (``id`` of the result, ``gen_ai.response.id``)."""
     source: str = "sdk"
     """``"sdk"`` or ``"otel"``: which layer reported the call."""
+    replayed: bool = False
+    """The response came from a recorded cassette (vcrpy, pytest-recording), not the provider:
+    its usage is as recorded, its latency and time to first token are the cassette's."""
     replaces: LLMCall | None = None
     """A call reported before for the same response, which this one corrects (a span's usage
     merged into an SDK call that had none): aggregation swaps the old counts for the new."""

@@ -14,6 +14,7 @@ from .http_net import HTTPNet
 from .limits import LimitScope
 from .openai_capture import OpenAIAdapter
 from .otel import GenAISpanProcessor
+from .replay import ReplayPatch
 from .sdk_patch import SDKPatch, new_inflight_var
 
 __all__ = ["LLMCapture"]
@@ -46,7 +47,9 @@ class LLMCapture:
         self.on_uncaptured: Callable[[str], None] | None = None
         self._patches = (SDKPatch(OpenAIAdapter(), self), SDKPatch(AnthropicAdapter(), self))
         self._nets = (HTTPNet("httpx", self), HTTPNet("httpx2", self))
-        self._pending_patches: list[SDKPatch | HTTPNet] = [*self._patches, *self._nets]
+        self._replay = ReplayPatch(self)
+        self._pending_patches: list[SDKPatch | HTTPNet | ReplayPatch] = [
+            *self._patches, *self._nets, self._replay]
         self._attach_global_otel = attach_global_otel
         self._otel_provider: Any = None
         self._otel_setter: tuple[Any, Any] | None = None
@@ -98,9 +101,9 @@ class LLMCapture:
     def uninstall(self) -> None:
         """Restore every patched SDK method; the span processor stops counting."""
         self.stop()
-        for patch in (*self._patches, *self._nets):
+        for patch in (*self._patches, *self._nets, self._replay):
             patch.uninstall()
-        self._pending_patches = [*self._patches, *self._nets]
+        self._pending_patches = [*self._patches, *self._nets, self._replay]
         if self._otel_setter is not None:
             trace, original = self._otel_setter
             self._otel_setter = None
@@ -143,6 +146,18 @@ class LLMCapture:
     @property
     def active(self) -> bool:
         return self.sink is not None
+
+    def note_replayed(self) -> None:
+        """A cassette answered an HTTP request in this context: the SDK call in flight here
+        (if any) is ``replayed`` (:mod:`.replay`)."""
+        pending = self.inflight.get()
+        if pending is None:  # started in ``_build_request`` (an instrumentation wraps request)
+            for patch in self._patches:
+                pending = patch.started_call()
+                if pending is not None:
+                    break
+        if pending is not None and not pending.done:
+            pending.replayed = True
 
     def in_flight(self) -> PendingCall | None:
         """The SDK call in flight in the current context (for tests and diagnostics)."""

@@ -98,6 +98,11 @@ class SDKPatch:
     def installed(self) -> bool:
         return bool(self._originals)
 
+    def started_call(self) -> PendingCall | None:
+        """The call ``_build_request`` last started in this context, when not finished."""
+        pending = self._started.get()
+        return pending if pending is not None and not pending.done else None
+
     def install(self) -> bool:
         """Patch the SDK if it is imported; True when patched (now or before)."""
         if self._originals:

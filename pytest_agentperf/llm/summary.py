@@ -83,6 +83,7 @@ class LLMStats:
         self._ttft = SampleSet()
         self._uncaptured: dict[str, int] = {}
         self._unknown_streams = 0
+        self._replayed = 0
 
     def add_uncaptured(self, path: str) -> None:
         """Record an LLM API request (its URL path) that no captured call accounts for."""
@@ -119,6 +120,9 @@ class LLMStats:
             self._per_model.setdefault(call.model, _Counter()).add(call)
             if call.agent is not None:
                 self._per_agent.setdefault(call.agent, _Counter()).add(call)
+            if call.replayed:  # the cassette's timing, not the model's: no latency sample
+                self._replayed += 1
+                return
             ops = self._ops.get(call.model)
             if ops is None:
                 ops = self._ops[call.model] = LLMOperationSamples()
@@ -147,6 +151,11 @@ class LLMStats:
     @property
     def calls(self) -> int:
         return self._all.calls
+
+    @property
+    def replayed_calls(self) -> int:
+        """Calls answered from a recorded cassette (their latency is not sampled)."""
+        return self._replayed
 
     @property
     def unknown_calls(self) -> int:
@@ -194,6 +203,7 @@ class LLMStats:
                     "per_agent": {g: c.section() for g, c in sorted(self._per_agent.items())},
                     "ttft_p95_s": ttft,
                     "unknown_usage_streams": self._unknown_streams,
+                    "replayed_calls": self._replayed,
                     "uncaptured_calls": sum(self._uncaptured.values()),
                     "uncaptured_paths": dict(sorted(self._uncaptured.items())),
                 },

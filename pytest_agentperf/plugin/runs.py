@@ -163,6 +163,8 @@ class RunState:
                 if source not in pool.latency_sources:
                     pool.latency_sources.append(source)
             pool.latency.merge(record.latency)
+        elif record.latency_unmeasured is not None:  # its LLM calls were replayed
+            pool.latency_unmeasured = record.latency_unmeasured
         elif record.call_duration_s is not None:
             pool.add_latency(record.call_duration_s, "call")
         self.entries.append(entry)

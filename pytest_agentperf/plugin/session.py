@@ -285,6 +285,11 @@ class PerfSession:
         if self.settings.llm_prices:
             llm["cost"] = cost_usd(stats, self.settings.llm_prices).report_section()
         record.sections["llm"] = llm
+        replayed = llm.get("replayed_calls", 0)
+        if replayed and replayed == llm["calls"]:
+            record.latency_unmeasured = (
+                f"not measurable: all {replayed} LLM calls were replayed from a cassette "
+                "(their latency is the cassette's, not the model's)")
         per_model = llm["per_model"]
         for key, samples in stats.operation_samples().items():
             summary = samples.latency.summary()
