@@ -246,3 +246,83 @@ def test_hard_cost_limit(pt: pytest.Pytester, server: LLMServer) -> None:
     assert _sent(server, "cost") == 2
     assert ("perf budget exceeded: cost_usd 0.022 USD > 0.02 USD "
             "[hard limit: 2 calls made, 1 refused before it was sent]") in result.stdout.str()
+
+
+def test_limit_scope_counts_and_refuses_without_sending() -> None:
+    """The bookkeeping alone: nested scopes, refusal counted once, picklable exception."""
+    import pickle
+
+    from pytest_agentperf import BudgetExceeded
+    from pytest_agentperf.llm.calls import LLMCall
+    from pytest_agentperf.llm.limits import LimitScope, account, admit
+
+    test = LimitScope({"llm_calls": 5}, "perf_budget")
+    block = LimitScope({"tokens": 10}, "perf_record.limit")
+    scopes = admit(test, (block,))
+    assert scopes == (test, block) and test.calls == block.calls == 1
+    account(scopes, LLMCall("openai", "m", "chat", 0.1, prompt_tokens=6, completion_tokens=4,
+                            total_tokens=10))
+    with pytest.raises(BudgetExceeded) as info:
+        admit(test, (block,))
+    assert (info.value.budget, info.value.limit, info.value.used) == ("tokens", 10, 10)
+    assert block.refused == 1 and test.refused == 0 and test.calls == 1  # nothing counted
+    assert admit(test, None) == (test,)  # outside the block, only the test's limit
+    again = pickle.loads(pickle.dumps(info.value))
+    assert str(again) == str(info.value)
+    with pytest.raises(ValueError, match="cost_usd needs prices"):
+        LimitScope({"cost_usd": 1.0}, "x")
+    with pytest.raises(ValueError, match="finite number > 0"):
+        LimitScope({"llm_calls": float("nan")}, "x")
+
+
+FRAMEWORKS = """
+import openai, pytest
+
+URL = "{url}/v1"
+
+@pytest.mark.perf_budget(llm_calls=3, enforce="hard")
+def test_langchain_loop():
+    from langchain_openai import ChatOpenAI
+
+    llm = ChatOpenAI(base_url=URL, api_key="t", model="gpt-test", max_retries=0)
+    while True:  # an agent that never stops asking
+        llm.invoke("lc-loop")
+
+@pytest.mark.asyncio
+@pytest.mark.perf_budget(llm_calls=3, enforce="hard")
+async def test_openai_agents_loop():
+    from agents import Agent, OpenAIChatCompletionsModel, Runner
+
+    client = openai.AsyncOpenAI(base_url=URL, api_key="t", max_retries=0)
+    model = OpenAIChatCompletionsModel(model="gpt-test", openai_client=client)
+    agent = Agent(name="Looper", instructions="agents-loop", model=model)
+    while True:
+        await Runner.run(agent, "again")
+"""
+
+
+def test_hard_limit_stops_real_frameworks(
+    pt: pytest.Pytester, server: LLMServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib.util
+    import os
+
+    missing = [m for m in ("langchain_openai", "agents") if importlib.util.find_spec(m) is None]
+    if missing:
+        if os.environ.get("CI"):
+            pytest.fail(f"framework not installed: {missing} - CI must run it", pytrace=False)
+        pytest.skip(f"framework not installed: {missing}")
+    monkeypatch.setenv("OPENAI_AGENTS_DISABLE_TRACING", "1")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    pt.makepyfile(test_frameworks=FRAMEWORKS.format(url=server.base_url))
+    result = pt.runpytest_subprocess("--perf-report=r.json", "-W",
+                                     "ignore::DeprecationWarning")
+    result.assert_outcomes(failed=2)
+    assert _sent(server, "lc-loop") == 3
+    assert _sent(server, "agents-loop") == 3
+    out = result.stdout.str()
+    assert out.count("perf budget exceeded: llm_calls 4 calls > 3 calls [hard limit: 3 calls "
+                     "made, 1 refused before it was sent]") == 2
+    tests = by_id(read_report(pt.path / "r.json"))
+    assert tests["test_openai_agents_loop"]["llm"]["calls"] == 3
+    assert tests["test_langchain_loop"]["hard_limit"]["refused_calls"] == 1
