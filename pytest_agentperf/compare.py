@@ -22,8 +22,8 @@ statistically significant:
 Improvements are the mirror image.  Everything here is pure Python (no
 scipy); percentiles come from :mod:`pytest_agentperf.stats`.
 
-:func:`merge_reports` (CI shards, repeated runs) also lives here: it pools the
-same bounded samples the comparison reads.
+Merging reports (CI shards, repeated runs) lives in :mod:`pytest_agentperf.merge`; it pools
+the same bounded samples the comparison reads.
 """
 
 from __future__ import annotations
