@@ -14,8 +14,7 @@ import pytest
 from ..budgets import BudgetError, describe_keys, parse_budget_items
 from ..measurement.memory import MemoryMethod, best_memory_method, hwm_available
 from ..report import ReportError, check_writable
-from . import baseline as regression
-from . import runs
+from . import baseline, runs
 from .paths import option_path
 from .session import MARKER, SESSION_KEY, PerfSession, Settings
 
@@ -75,7 +74,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--perf-only", action="store_true", default=False,
         help=f"run only the tests that carry a {MARKER} marker (the rest are deselected).",
     )
-    regression.addoption(group, parser)
+    baseline.addoption(group, parser)
     parser.addini("perf_report", "write the JSON performance report to this path "
                   "(relative to the rootdir); --perf-report overrides", default="")
     parser.addini("perf_runs", "default number of runs of every measured test, as "
@@ -168,7 +167,7 @@ def _llm_prices(config: pytest.Config) -> dict[str, object]:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    regression.add_marker(config)
+    baseline.add_marker(config)
     config.addinivalue_line(
         "markers",
         f"{MARKER}(**limits): performance budget of the test; fails the test when a limit "
@@ -225,9 +224,7 @@ def pytest_configure(config: pytest.Config) -> None:
     from .samplers import SamplersPlugin
 
     config.pluginmanager.register(SamplersPlugin(config), "agentperf-samplers")
-    gate = regression.register(config)
-    if gate is not None:
-        session.entry_checks.append(gate.check_entry)
+    baseline.register(config)
     _register_fixtures(config)
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(XdistHooks(session), "agentperf-xdist")

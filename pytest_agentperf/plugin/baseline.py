@@ -1,20 +1,19 @@
 """The regression gate, pytest side: options, per-test verdicts, report block, history.
 
-Wiring (in ``plugin.py``)::
+Wiring (in ``plugin/__init__.py``)::
 
-    regression.addoption(group, parser)            # in pytest_addoption
-    regression.add_marker(config)                  # in pytest_configure, always
-    gate = regression.register(config)             # in pytest_configure, after the session
-    if gate is not None:
-        session.entry_checks.append(gate.check_entry)
+    baseline.addoption(group, parser)              # in pytest_addoption
+    baseline.add_marker(config)                    # in pytest_configure, always
+    baseline.register(config)                      # in pytest_configure, after the session
 
 :func:`register` creates a :class:`RegressionPlugin` when ``--perf-compare``,
 ``--perf-history`` (or their ini options) are set.  The plugin loads the
-baseline in every process (xdist workers judge their own tests); the session
-calls :meth:`RegressionPlugin.check_entry` on each measured test's entry right
-after the budget check.  The plugin adds a ``baseline`` block to the report,
-prints a terminal section and, on the controller only, appends the run to the
-history database.
+baseline in every process (xdist workers judge their own tests) and implements
+the ``pytest_agentperf_check_entry`` hook, which the session calls on each
+measured test's entry right after the budget check, and ``pytest_agentperf_trends``
+(the HTML report's trend lines, from the history database).  The plugin adds a
+``baseline`` block to the report, prints a terminal section and, on the controller
+only, appends the run to the history database.
 """
 
 from __future__ import annotations
@@ -273,7 +272,6 @@ class RegressionPlugin:
         self.env_warnings: list[str] = []
         #: the baseline itself is doubtful (incomplete run, malformed entries)
         self.baseline_warnings: list[str] = []
-        self.entries: dict[str, dict[str, Any]] = {}
         self.history_run: int | None = None
         self.history_error: str | None = None
         self.history_baseline: HistoryBaseline | None = None
@@ -349,7 +347,16 @@ class RegressionPlugin:
                            if entry_problem(t) is None}
 
     # -- per test (markers are checked by MarkerValidator, gate or no gate) ----------------
-    def check_entry(self, item: pytest.Item | None, entry: dict[str, Any]) -> list[str]:
+    @property
+    def entries(self) -> dict[str, dict[str, Any]]:
+        """The session's collected entries (controller), crashed tests included."""
+        from .session import SESSION_KEY
+
+        perf = self.config.stash.get(SESSION_KEY, None)
+        return perf.entries if perf is not None else {}
+
+    def pytest_agentperf_check_entry(self, item: pytest.Item | None,
+                                     entry: dict[str, Any]) -> list[str]:
         """Compare one measured test's entry with the baseline.
 
         Adds ``entry["baseline"]`` (verdict, status, per-metric comparisons)
@@ -398,12 +405,20 @@ class RegressionPlugin:
         return (f"perf regression against baseline {self.source}: "
                 + "; ".join(m.describe() for m in regressions))
 
-    # -- collecting (controller) ----------------------------------------------------------
-    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        entry = getattr(report, "agentperf", None)
-        if entry is None or report.when != "teardown" or self.is_worker:
-            return
-        self.entries[report.nodeid] = entry
+    # -- report (controller) ------------------------------------------------------------
+    def pytest_agentperf_trends(self, config: pytest.Config, nodeids: list[str]
+                                ) -> dict[str, list[dict[str, Any]]] | None:
+        """Trend lines for the HTML report, when this run keeps a history database."""
+        path = self.settings.history_path
+        if path is None or (isinstance(path, Path) and not path.is_file()):
+            return None
+        from ..history import HistoryError, open_history
+
+        try:
+            with open_history(path, readonly=True) as db:
+                return db.trends(nodeids)
+        except HistoryError:
+            return None
 
     def summary(self, tests: list[Mapping[str, Any]]) -> dict[str, Any]:
         """The report's top-level ``baseline`` block."""
