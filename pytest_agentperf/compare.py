@@ -35,6 +35,8 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
 from .report import ReportError, load_report
+from .reportdata import number as _num
+from .reportdata import samples as _samples
 
 __all__ = [
     "VERDICTS",
@@ -381,17 +383,6 @@ class ReportComparison:
 
 
 # -- comparing -------------------------------------------------------------------------
-def _num(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    number = float(value)
-    return number if math.isfinite(number) else None
-
-
-def _samples(value: Any) -> list[float]:
-    if not isinstance(value, list):
-        return []
-    return [float(v) for v in value if _num(v) is not None]
 
 
 def _change(baseline: float | None, current: float | None) -> float | None:

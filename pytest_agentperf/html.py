@@ -24,6 +24,7 @@ from typing import Any
 
 from .budgets import BUDGET_KEYS, measured_value
 from .report import ReportError, atomic_write_text, fix_surrogates, load_report
+from .reportdata import as_dict, as_list, number
 from .stats import summarize
 
 __all__ = ["add_html_parser", "render_html", "run_html", "write_html"]
@@ -49,21 +50,6 @@ def _e(value: Any) -> str:
     return html.escape(str(value), quote=True)
 
 
-def _num(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    f = float(value)
-    return f if math.isfinite(f) else None
-
-
-def _dict(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
-def _list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else []
-
-
 def _sig(value: float, digits: int = 3) -> str:
     text = f"{value:.{digits}g}"
     if "e" in text:
@@ -73,7 +59,7 @@ def _sig(value: float, digits: int = 3) -> str:
 
 def fmt_seconds(value: Any) -> str:
     """``0.0123`` -> ``12.3 ms``; ``None`` -> ``-``."""
-    v = _num(value)
+    v = number(value)
     if v is None:
         return "-"
     a = abs(v)
@@ -89,7 +75,7 @@ def fmt_seconds(value: Any) -> str:
 
 
 def _fmt_num(value: Any, unit: str = "") -> str:
-    v = _num(value)
+    v = number(value)
     if v is None:
         return "-"
     text = f"{int(v):,}" if v == int(v) and abs(v) < 1e15 else _sig(v, 4)
@@ -100,10 +86,10 @@ def _fmt_unit(value: Any, unit: str) -> str:
     if unit == "s":
         return fmt_seconds(value)
     if unit == "MiB":
-        v = _num(value)
+        v = number(value)
         return "-" if v is None else f"{_sig(v)} MiB"
     if unit == "fraction":
-        v = _num(value)
+        v = number(value)
         return "-" if v is None else f"{_sig(v * 100)} %"
     return _fmt_num(value, "" if unit in ("tokens", "calls") else unit)
 
@@ -182,15 +168,15 @@ def latency_chart(latency: Mapping[str, Any], budget: Mapping[str, Any] | None) 
     A budget limit that would squash the histogram (more than 3x the largest
     sample) is drawn as an off-scale marker at the right edge.
     """
-    samples = [v for v in (_num(s) for s in _list(latency.get("samples"))) if v is not None]
+    samples = [v for v in (number(s) for s in as_list(latency.get("samples"))) if v is not None]
     if not samples:
         return '<p class="muted">No latency samples.</p>'
     summary = dict(latency)
-    if _num(summary.get("p95")) is None:
+    if number(summary.get("p95")) is None:
         summary.update(summarize(samples))
     smin, smax = min(samples), max(samples)
     limits = [(k, v) for k in LATENCY_KEYS
-              if (v := _num(_dict(budget).get(k))) is not None and v > 0]
+              if (v := number(as_dict(budget).get(k))) is not None and v > 0]
     in_scale = [v for _, v in limits if v <= 3 * max(smax, 1e-12)]
     hi = max([smax, *in_scale]) * 1.05 or 1e-9
     lo = 0.0 if smin < 0.5 * hi else smin * 0.95
@@ -212,7 +198,7 @@ def latency_chart(latency: Mapping[str, Any], budget: Mapping[str, Any] | None) 
             f'height="{H - MB - top:.1f}"><title>{_e(fmt_seconds(lo + i * width))} - '
             f"{_e(fmt_seconds(lo + (i + 1) * width))}: {c}</title></rect>")
     for row, q in enumerate(("p50", "p95", "p99")):
-        v = _num(summary.get(q))
+        v = number(summary.get(q))
         if v is None:
             continue
         px = x(v)
@@ -316,7 +302,7 @@ def _verdict_class(verdict: Any) -> str:
 
 
 def _baseline_metrics(section: Any) -> list[dict[str, Any]]:
-    return [m for m in _list(_dict(section).get("metrics")) if isinstance(m, dict)]
+    return [m for m in as_list(as_dict(section).get("metrics")) if isinstance(m, dict)]
 
 
 def _worst_verdict(section: Any) -> str:
@@ -337,7 +323,7 @@ def _baseline_table(section: Any) -> str:
         cls = _verdict_class(m.get("verdict"))
         metric = str(m.get("metric", "?"))
         change = m.get("change")
-        ratio = _num(change)
+        ratio = number(change)
         change_text = f"{ratio * 100:+.1f} %" if ratio is not None else _fmt_any(change)
         rows.append(
             f'<tr class="{cls}"><td>{_e(metric)}</td>'
@@ -353,11 +339,11 @@ def _baseline_table(section: Any) -> str:
 def _fmt_keyed(key: str, value: Any) -> str:
     """``value`` formatted by the unit its key implies (``*_s``, ``*_mb``, budget keys)."""
     spec = BUDGET_KEYS.get(key)
-    if spec is not None and _num(value) is not None:
+    if spec is not None and number(value) is not None:
         return _fmt_unit(value, spec.unit)
-    if key.endswith("_s") and _num(value) is not None:
+    if key.endswith("_s") and number(value) is not None:
         return fmt_seconds(value)
-    if key.endswith("_mb") and _num(value) is not None:
+    if key.endswith("_mb") and number(value) is not None:
         return _fmt_unit(value, "MiB")
     return _fmt_any(value)
 
@@ -377,10 +363,10 @@ def _json_block(value: Any) -> str:
 
 
 def _budget_table(test: Mapping[str, Any]) -> str:
-    budget = _dict(test.get("budget"))
+    budget = as_dict(test.get("budget"))
     if not budget:
         return ""
-    broken = {str(v.get("metric")) for v in _list(test.get("violations")) if isinstance(v, dict)}
+    broken = {str(v.get("metric")) for v in as_list(test.get("violations")) if isinstance(v, dict)}
     rows = []
     for key, limit in budget.items():
         spec = BUDGET_KEYS.get(key)
@@ -394,13 +380,13 @@ def _budget_table(test: Mapping[str, Any]) -> str:
 
 
 def _operations(test: Mapping[str, Any]) -> str:
-    ops = {k: v for k, v in _dict(test.get("operations")).items() if isinstance(v, dict)}
+    ops = {k: v for k, v in as_dict(test.get("operations")).items() if isinstance(v, dict)}
     if not ops:
         return ""
-    longest = max((_num(o.get("total_s")) or 0.0 for o in ops.values()), default=0.0) or 1.0
+    longest = max((number(o.get("total_s")) or 0.0 for o in ops.values()), default=0.0) or 1.0
     rows = []
-    for key, o in sorted(ops.items(), key=lambda kv: -(_num(kv[1].get("total_s")) or 0.0)):
-        total = _num(o.get("total_s")) or 0.0
+    for key, o in sorted(ops.items(), key=lambda kv: -(number(kv[1].get("total_s")) or 0.0)):
+        total = number(o.get("total_s")) or 0.0
         rows.append([_e(key), _e(_fmt_num(o.get("count"))),
                      _bar(total / longest) + " " + _e(fmt_seconds(o.get("total_s"))),
                      _e(fmt_seconds(o.get("mean_s"))), _e(fmt_seconds(o.get("p50_s"))),
@@ -411,20 +397,20 @@ def _operations(test: Mapping[str, Any]) -> str:
 
 
 def _llm(test: Mapping[str, Any]) -> str:
-    llm = _dict(test.get("llm"))
+    llm = as_dict(test.get("llm"))
     if not llm:
         return ""
     out = ["<h4>LLM calls</h4>", _kv({k: v for k, v in llm.items()
                                       if k not in ("per_model", "per_agent")})]
     for name, title in (("per_model", "model"), ("per_agent", "agent")):
-        per = {k: v for k, v in _dict(llm.get(name)).items() if isinstance(v, dict)}
+        per = {k: v for k, v in as_dict(llm.get(name)).items() if isinstance(v, dict)}
         if not per:
             continue
-        most = max((_num(v.get("total")) or 0.0 for v in per.values()), default=0.0) or 1.0
+        most = max((number(v.get("total")) or 0.0 for v in per.values()), default=0.0) or 1.0
         rows = []
-        for key, v in sorted(per.items(), key=lambda kv: -(_num(kv[1].get("total")) or 0.0)):
-            total = _num(v.get("total")) or 0.0
-            prompt = _num(v.get("prompt")) or 0.0
+        for key, v in sorted(per.items(), key=lambda kv: -(number(kv[1].get("total")) or 0.0)):
+            total = number(v.get("total")) or 0.0
+            prompt = number(v.get("prompt")) or 0.0
             rows.append([_e(key), _e(_fmt_num(v.get("calls"))), _e(_fmt_num(v.get("prompt"))),
                          _e(_fmt_num(v.get("completion"))),
                          _stacked(prompt / most, (total - prompt) / most) + " "
@@ -441,7 +427,7 @@ def _stacked(a: float, b: float) -> str:
 
 def _load_runs(section: Any) -> list[dict[str, Any]]:
     runs = section.get("runs") if isinstance(section, dict) else section
-    return [r for r in _list(runs) if isinstance(r, dict)]
+    return [r for r in as_list(runs) if isinstance(r, dict)]
 
 
 def _load(test: Mapping[str, Any]) -> str:
@@ -450,41 +436,41 @@ def _load(test: Mapping[str, Any]) -> str:
         return ""
     out = []
     for i, run in enumerate(runs, 1):
-        rt = _dict(run.get("response_time"))
+        rt = as_dict(run.get("response_time"))
         facts = {
             "model": run.get("model"), "requests": run.get("total_requests"),
             "failed": run.get("failed_requests"),
             "error rate": (f"{_sig(run['error_rate'] * 100)} %"
-                           if _num(run.get("error_rate")) is not None else None),
+                           if number(run.get("error_rate")) is not None else None),
             "throughput": (f"{_sig(run['throughput_rps'])} req/s"
-                           if _num(run.get("throughput_rps")) is not None else None),
+                           if number(run.get("throughput_rps")) is not None else None),
             "duration": fmt_seconds(run.get("duration_s")),
             "p50": fmt_seconds(rt.get("p50")), "p95": fmt_seconds(rt.get("p95")),
             "p99": fmt_seconds(rt.get("p99")),
         }
         out.append(f"<h4>Load run {i}</h4>")
         out.append(_kv({k: v for k, v in facts.items() if v is not None}))
-        params = _dict(run.get("parameters"))
+        params = as_dict(run.get("parameters"))
         if params:
             out.append('<p class="muted">parameters: '
                        f"{_e(json.dumps(params, ensure_ascii=False, default=str))}</p>")
-        timeline = [t for t in _list(run.get("timeline")) if isinstance(t, dict)]
-        xs = [_num(t.get("t")) for t in timeline]
+        timeline = [t for t in as_list(run.get("timeline")) if isinstance(t, dict)]
+        xs = [number(t.get("t")) for t in timeline]
         if timeline and all(v is not None for v in xs):
             xv = [float(v) for v in xs if v is not None]
             out.append('<div class="charts">')
             out.append(line_chart(
                 "load-rate", "requests and errors per second", xv,
-                [("requests/s", [_num(t.get("requests")) for t in timeline], "s1"),
-                 ("errors/s", [_num(t.get("errors")) for t in timeline], "s3")],
+                [("requests/s", [number(t.get("requests")) for t in timeline], "s1"),
+                 ("errors/s", [number(t.get("errors")) for t in timeline], "s3")],
                 xfmt=lambda v: f"{_sig(v)} s", xlabel="time (s)", ylabel="per second"))
             out.append(line_chart(
                 "load-p95", "p95 latency per second", xv,
-                [("p95", [_num(t.get("p95")) for t in timeline], "s2")],
+                [("p95", [number(t.get("p95")) for t in timeline], "s2")],
                 xfmt=lambda v: f"{_sig(v)} s", yfmt=fmt_seconds, xlabel="time (s)",
                 ylabel="p95"))
             out.append("</div>")
-        errors = {k: v for k, v in _dict(run.get("errors")).items() if isinstance(v, dict)}
+        errors = {k: v for k, v in as_dict(run.get("errors")).items() if isinstance(v, dict)}
         if errors:
             out.append(_table(["error", "count", "first message"],
                               [[_e(k), _e(_fmt_num(v.get("count"))),
@@ -509,11 +495,11 @@ def _history(entries: Sequence[Mapping[str, Any]]) -> str:
     for key, title, yfmt in (("p95", "p95 latency", fmt_seconds),
                              ("peak_mb", "peak memory (MiB)", lambda v: _sig(v)),
                              ("tokens", "tokens", lambda v: _fmt_num(round(v, 3)))):
-        vals = [_num(p.get(key)) for p in points]
+        vals = [number(p.get(key)) for p in points]
         marks = [(float(i), f"change {_pct_text(c.get('change'))}: "
-                  f"{yfmt(_num(c.get('before')) or 0)} -> {yfmt(_num(c.get('after')) or 0)}, "
-                  f"p={_sig(_num(c.get('p_value')) or 0)}")
-                 for i, p in enumerate(points) for c in _list(p.get("changes"))
+                  f"{yfmt(number(c.get('before')) or 0)} -> {yfmt(number(c.get('after')) or 0)}, "
+                  f"p={_sig(number(c.get('p_value')) or 0)}")
+                 for i, p in enumerate(points) for c in as_list(p.get("changes"))
                  if isinstance(c, Mapping) and c.get("metric") == key]
         if any(v is not None for v in vals):
             out.append(line_chart("trend", f"trend: {title}", xs, [(title, vals, "s1")],
@@ -524,24 +510,24 @@ def _history(entries: Sequence[Mapping[str, Any]]) -> str:
 
 
 def _pct_text(change: Any) -> str:
-    v = _num(change)
+    v = number(change)
     return "n/a" if v is None else f"{v * 100:+.1f}%"
 
 
 def _details(test: Mapping[str, Any], history: Sequence[Mapping[str, Any]] | None) -> str:
     out = []
-    violations = [v for v in _list(test.get("violations")) if isinstance(v, dict)]
+    violations = [v for v in as_list(test.get("violations")) if isinstance(v, dict)]
     if violations:
         items = "".join(
             f"<li><b>{_e(v.get('metric'))}</b>: {_e(_fmt_unit(v.get('value'), v.get('unit', '')))}"
             f" (limit {_e(_fmt_unit(v.get('limit'), v.get('unit', '')))})</li>"
             for v in violations)
         out.append(f'<div class="violations"><h4>Budget violations</h4><ul>{items}</ul></div>')
-    latency = _dict(test.get("latency"))
+    latency = as_dict(test.get("latency"))
     out.append('<div class="cols"><div>')
     src = latency.get("source")
     out.append(f"<h4>Latency{' (' + _e(src) + ')' if src else ''}</h4>")
-    out.append(latency_chart(latency, _dict(test.get("budget"))))
+    out.append(latency_chart(latency, as_dict(test.get("budget"))))
     out.append(_table(["n", "min", "p50", "p90", "p95", "p99", "max"], [[
         _e(_fmt_num(latency.get("count"))), *(_e(fmt_seconds(latency.get(k)))
                                               for k in ("min", "p50", "p90", "p95", "p99",
@@ -550,11 +536,11 @@ def _details(test: Mapping[str, Any], history: Sequence[Mapping[str, Any]] | Non
     out.append(_budget_table(test))
     facts: dict[str, Any] = {"duration": fmt_seconds(test.get("duration_s")),
                              "cpu time": fmt_seconds(test.get("cpu_time_s"))}
-    memory = _dict(test.get("memory"))
+    memory = as_dict(test.get("memory"))
     for k in ("peak_mb", "growth_mb", "method"):
         if k in memory:
             facts[f"memory {k}"] = memory[k]
-    tokens = _dict(test.get("tokens"))
+    tokens = as_dict(test.get("tokens"))
     for k in ("total", "prompt", "completion", "per_request", "cached", "reasoning",
               "unknown_calls"):
         if tokens.get(k) is not None:
@@ -570,7 +556,7 @@ def _details(test: Mapping[str, Any], history: Sequence[Mapping[str, Any]] | Non
                    + (table or _json_block(test.get("baseline"))))
     if history:
         out.append(_history(history))
-    findings = [f for f in _list(test.get("findings")) if isinstance(f, dict)]
+    findings = [f for f in as_list(test.get("findings")) if isinstance(f, dict)]
     if findings:
         items = "".join(f"<li><b>{_e(f.get('kind'))}</b>: {_e(f.get('message'))}</li>"
                         for f in findings)
@@ -584,19 +570,19 @@ def _details(test: Mapping[str, Any], history: Sequence[Mapping[str, Any]] | Non
 def _row(i: int, test: Mapping[str, Any], history: Sequence[Mapping[str, Any]] | None) -> str:
     nodeid = str(test.get("nodeid", "?"))
     outcome = str(test.get("outcome", "?"))
-    latency = _dict(test.get("latency"))
-    memory = _dict(test.get("memory"))
-    tokens = _dict(test.get("tokens"))
-    nviol = len(_list(test.get("violations")))
+    latency = as_dict(test.get("latency"))
+    memory = as_dict(test.get("memory"))
+    tokens = as_dict(test.get("tokens"))
+    nviol = len(as_list(test.get("violations")))
     verdict = _worst_verdict(test.get("baseline"))
     bad = nviol > 0 or outcome in ("failed", "error") or verdict == "regression"
 
     def cell(value: float | None, text: str) -> str:
         return f'<td class="num" data-v="{_e(_sort_key(value))}">{_e(text)}</td>'
 
-    p = [_num(latency.get(k)) for k in ("p50", "p95", "p99")]
-    peak = _num(memory.get("peak_mb"))
-    tok = _num(tokens.get("total"))
+    p = [number(latency.get(k)) for k in ("p50", "p95", "p99")]
+    peak = number(memory.get("peak_mb"))
+    tok = number(tokens.get("total"))
     verdict_cell = (f'<td data-v="{_e(verdict)}" class="{_verdict_class(verdict)}">'
                     f"{_e(verdict or '-')}</td>")
     return (
@@ -617,13 +603,13 @@ def _row(i: int, test: Mapping[str, Any], history: Sequence[Mapping[str, Any]] |
 
 
 def _summary(report: Mapping[str, Any]) -> str:
-    s = _dict(report.get("summary"))
+    s = as_dict(report.get("summary"))
     cards = []
     for key in ("tests", "passed", "failed", "errors", "crashed", "interrupted", "skipped",
                 "xfailed", "xpassed", "budget_violations"):
         if key in s:
             bad = key in ("failed", "errors", "crashed", "budget_violations") and (
-                _num(s[key]) or 0) > 0
+                number(s[key]) or 0) > 0
             cards.append(f'<div class="card{" bad" if bad else ""}"><div class="n">'
                          f'{_e(_fmt_num(s[key]))}</div><div>{_e(key.replace("_", " "))}</div>'
                          "</div>")
@@ -635,10 +621,10 @@ def _summary(report: Mapping[str, Any]) -> str:
     if report.get("complete") is False:
         out.append('<p class="warn">Incomplete report: '
                    f"{_e(report.get('incomplete_reason') or 'unknown reason')}</p>")
-    for error in _list(report.get("plugin_errors")):
+    for error in as_list(report.get("plugin_errors")):
         out.append(f'<p class="warn">Plugin error: {_e(error)}</p>')
-    env = _dict(report.get("environment"))
-    settings = _dict(report.get("settings"))
+    env = as_dict(report.get("environment"))
+    settings = as_dict(report.get("settings"))
     if env or settings:
         out.append(f"<details><summary>environment</summary>{_kv({**env, **settings})}"
                    "</details>")
@@ -670,7 +656,7 @@ def render_html(report: Mapping[str, Any], *, history: History | None = None) ->
     ``{"created", "p95", "peak_mb", "tokens"}``; each test with history gets
     trend lines.  Sections missing from the report are left out.
     """
-    tests = [t for t in _list(report.get("tests")) if isinstance(t, dict)]
+    tests = [t for t in as_list(report.get("tests")) if isinstance(t, dict)]
     hist = history or {}
     outcomes = sorted({str(t.get("outcome", "?")) for t in tests})
     options = "".join(f'<option value="{_e(o)}">{_e(o)}</option>' for o in outcomes)
