@@ -37,6 +37,9 @@ from typing import Any, Literal
 from .report import ReportError, load_report
 from .reportdata import number as _num
 from .reportdata import samples as _samples
+from .units import fmt_change as _fmt_change
+from .units import fmt_p as _fmt_p
+from .units import fmt_value as _fmt_value
 
 __all__ = [
     "VERDICTS",
@@ -619,31 +622,7 @@ def environment_warnings(base_env: Any, cur_env: Any) -> list[str]:
             + "): timings may differ for reasons other than the code"]
 
 
-# -- formatting -------------------------------------------------------------------------
-def _fmt_p(p: float) -> str:
-    return f"{p:.2g}" if p >= 1e-4 else f"{p:.1e}"
-
-
-def _fmt_change(change: float | None) -> str:
-    if change is None:
-        return "n/a"
-    return f"{change * 100:+.1f}%"
-
-
-def _fmt_value(value: float | None, unit: str) -> str:
-    if value is None:
-        return "-"
-    if unit == "s":
-        if value < 1e-3:
-            return f"{value * 1e6:.1f} us"
-        if value < 1:
-            return f"{value * 1e3:.2f} ms"
-        return f"{value:.3f} s"
-    if unit == "MiB":
-        return f"{value:.1f} MiB"
-    return f"{value:g} {unit}"
-
-
+# -- formatting (pytest_agentperf.units) -----------------------------------------------
 def format_comparison(comparison: ReportComparison, show_all: bool = False) -> str:
     """A plain-text table of the changes (every metric when ``show_all``)."""
     rows: list[tuple[str, str, str, str, str, str, str]] = []

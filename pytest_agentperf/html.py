@@ -26,6 +26,7 @@ from .budgets import BUDGET_KEYS, measured_value
 from .report import ReportError, atomic_write_text, fix_surrogates, load_report
 from .reportdata import as_dict, as_list, number
 from .stats import summarize
+from .units import fmt_value, sig
 
 __all__ = ["add_html_parser", "render_html", "run_html", "write_html"]
 
@@ -50,35 +51,18 @@ def _e(value: Any) -> str:
     return html.escape(str(value), quote=True)
 
 
-def _sig(value: float, digits: int = 3) -> str:
-    text = f"{value:.{digits}g}"
-    if "e" in text:
-        text = f"{value:.{digits}f}".rstrip("0").rstrip(".")
-    return text
 
 
 def fmt_seconds(value: Any) -> str:
     """``0.0123`` -> ``12.3 ms``; ``None`` -> ``-``."""
-    v = number(value)
-    if v is None:
-        return "-"
-    a = abs(v)
-    if a == 0:
-        return "0 s"
-    if a < 1e-6:
-        return f"{_sig(v * 1e9)} ns"
-    if a < 1e-3:
-        return f"{_sig(v * 1e6)} µs"
-    if a < 1:
-        return f"{_sig(v * 1e3)} ms"
-    return f"{_sig(v)} s"
+    return fmt_value(value, "s")
 
 
 def _fmt_num(value: Any, unit: str = "") -> str:
     v = number(value)
     if v is None:
         return "-"
-    text = f"{int(v):,}" if v == int(v) and abs(v) < 1e15 else _sig(v, 4)
+    text = f"{int(v):,}" if v == int(v) and abs(v) < 1e15 else sig(v, 4)
     return f"{text} {unit}".rstrip()
 
 
@@ -86,17 +70,16 @@ def _fmt_unit(value: Any, unit: str) -> str:
     if unit == "s":
         return fmt_seconds(value)
     if unit == "MiB":
-        v = number(value)
-        return "-" if v is None else f"{_sig(v)} MiB"
+        return fmt_value(value, "MiB")
     if unit == "fraction":
         v = number(value)
-        return "-" if v is None else f"{_sig(v * 100)} %"
+        return "-" if v is None else f"{sig(v * 100)} %"
     return _fmt_num(value, "" if unit in ("tokens", "calls") else unit)
 
 
 def _fmt_any(value: Any) -> str:
     if isinstance(value, float):
-        return _sig(value, 4)
+        return sig(value, 4)
     if isinstance(value, (dict, list)):
         return json.dumps(value, ensure_ascii=False, default=str)[:300]
     return "-" if value is None else str(value)
@@ -241,8 +224,8 @@ def line_chart(
 ) -> str:
     """Lines (one per ``(label, values, css_class)``) over ``xs``; ``None`` breaks a line.
     ``vlines`` are ``(x, label)`` markers (change points), drawn dashed across the plot."""
-    xfmt = xfmt or (lambda v: _sig(v))
-    yfmt = yfmt or (lambda v: _sig(v))
+    xfmt = xfmt or (lambda v: sig(v))
+    yfmt = yfmt or (lambda v: sig(v))
     values = [v for _, vs, _ in series for v in vs if v is not None]
     if not xs or not values:
         return f'<p class="muted">{_e(title)}: no data.</p>'
@@ -440,9 +423,9 @@ def _load(test: Mapping[str, Any]) -> str:
         facts = {
             "model": run.get("model"), "requests": run.get("total_requests"),
             "failed": run.get("failed_requests"),
-            "error rate": (f"{_sig(run['error_rate'] * 100)} %"
+            "error rate": (f"{sig(run['error_rate'] * 100)} %"
                            if number(run.get("error_rate")) is not None else None),
-            "throughput": (f"{_sig(run['throughput_rps'])} req/s"
+            "throughput": (f"{sig(run['throughput_rps'])} req/s"
                            if number(run.get("throughput_rps")) is not None else None),
             "duration": fmt_seconds(run.get("duration_s")),
             "p50": fmt_seconds(rt.get("p50")), "p95": fmt_seconds(rt.get("p95")),
@@ -463,11 +446,11 @@ def _load(test: Mapping[str, Any]) -> str:
                 "load-rate", "requests and errors per second", xv,
                 [("requests/s", [number(t.get("requests")) for t in timeline], "s1"),
                  ("errors/s", [number(t.get("errors")) for t in timeline], "s3")],
-                xfmt=lambda v: f"{_sig(v)} s", xlabel="time (s)", ylabel="per second"))
+                xfmt=lambda v: f"{sig(v)} s", xlabel="time (s)", ylabel="per second"))
             out.append(line_chart(
                 "load-p95", "p95 latency per second", xv,
                 [("p95", [number(t.get("p95")) for t in timeline], "s2")],
-                xfmt=lambda v: f"{_sig(v)} s", yfmt=fmt_seconds, xlabel="time (s)",
+                xfmt=lambda v: f"{sig(v)} s", yfmt=fmt_seconds, xlabel="time (s)",
                 ylabel="p95"))
             out.append("</div>")
         errors = {k: v for k, v in as_dict(run.get("errors")).items() if isinstance(v, dict)}
@@ -493,12 +476,12 @@ def _history(entries: Sequence[Mapping[str, Any]]) -> str:
     out = [f"<h4>History ({len(points)} runs, {_e(labels[0])} … {_e(labels[-1])})</h4>",
            '<div class="charts">']
     for key, title, yfmt in (("p95", "p95 latency", fmt_seconds),
-                             ("peak_mb", "peak memory (MiB)", lambda v: _sig(v)),
+                             ("peak_mb", "peak memory (MiB)", lambda v: sig(v)),
                              ("tokens", "tokens", lambda v: _fmt_num(round(v, 3)))):
         vals = [number(p.get(key)) for p in points]
         marks = [(float(i), f"change {_pct_text(c.get('change'))}: "
                   f"{yfmt(number(c.get('before')) or 0)} -> {yfmt(number(c.get('after')) or 0)}, "
-                  f"p={_sig(number(c.get('p_value')) or 0)}")
+                  f"p={sig(number(c.get('p_value')) or 0)}")
                  for i, p in enumerate(points) for c in as_list(p.get("changes"))
                  if isinstance(c, Mapping) and c.get("metric") == key]
         if any(v is not None for v in vals):
@@ -593,7 +576,7 @@ def _row(i: int, test: Mapping[str, Any], history: Sequence[Mapping[str, Any]] |
         f'<span class="nodeid">{_e(nodeid)}</span></td>'
         f'<td data-v="{_e(outcome)}"><span class="oc {_e(outcome)}">{_e(outcome)}</span></td>'
         + "".join(cell(v, fmt_seconds(v)) for v in p)
-        + cell(peak, "-" if peak is None else f"{_sig(peak)} MiB")
+        + cell(peak, fmt_value(peak, "MiB"))
         + cell(tok, _fmt_num(tok))
         + f'<td class="num{" bad" if nviol else ""}" data-v="{nviol}">{nviol}</td>'
         + verdict_cell

@@ -29,6 +29,7 @@ import pytest
 from .. import __version__
 from ..history import DEFAULT_HISTORY_PATH, display_target, is_url
 from ..report import ReportError, build_report, load_report
+from ..units import fmt_change, fmt_p, fmt_value
 from .environment import run_environment
 from .terminal import safe_text
 
@@ -539,37 +540,26 @@ class RegressionPlugin:
 
 
 def _describe(m: Mapping[str, Any]) -> str:
-    def fmt(v: Any) -> str:
-        if not isinstance(v, (int, float)):
-            return "-"
-        if m.get("unit") == "s":
-            return f"{v * 1e3:.2f} ms"
-        return f"{v:.1f} MiB" if m.get("unit") == "MiB" else f"{v:g} {m.get('unit', '')}"
-
+    unit = str(m.get("unit", ""))
     change = m.get("change")
     ev = m.get("evidence") or {}
-    evidence = (f"Mann-Whitney p={ev['p_value']:.2g}" if "p_value" in ev
+    evidence = (f"Mann-Whitney p={fmt_p(ev['p_value'])}" if "p_value" in ev
                 else str(ev.get("method", "")))
     if "n_baseline" in ev and "n_current" in ev:
         evidence += f", n={ev['n_baseline']}/{ev['n_current']}"
-    change_text = "n/a" if change is None else f"{change * 100:+.1f}%"
-    return (f"{m.get('metric')} {fmt(m.get('baseline'))} -> {fmt(m.get('current'))} "
-            f"({change_text}, tolerance {float(m.get('tolerance', 0)) * 100:g}%; {evidence})")
+    return (f"{m.get('metric')} {fmt_value(m.get('baseline'), unit)} -> "
+            f"{fmt_value(m.get('current'), unit)} ({fmt_change(change)}, "
+            f"tolerance {float(m.get('tolerance', 0)) * 100:g}%; {evidence})")
 
 
 def _describe_drift(d: Mapping[str, Any]) -> str:
     """A creeping change: the level before the first upward change point -> now."""
-    unit = d.get("unit")
-
-    def fmt(v: float) -> str:
-        return f"{v * 1e3:.2f} ms" if unit == "s" else (
-            f"{v:.1f} MiB" if unit == "MiB" else f"{v:g} {unit}")
-
+    unit = str(d.get("unit", ""))
     since = f"run {d['since_run']}" if d.get("since_run") else "this run"
     if d.get("since_commit"):
         since += f" ({str(d['since_commit'])[:10]})"
-    return (f"{d['metric']} {fmt(d['before'])} -> {fmt(d['after'])} "
-            f"({d['change'] * 100:+.1f}%) over {d['runs']} runs since {since}, "
+    return (f"{d['metric']} {fmt_value(d['before'], unit)} -> {fmt_value(d['after'], unit)} "
+            f"({fmt_change(d['change'])}) over {d['runs']} runs since {since}, "
             f"{d['change_points']} change point{'s' if d['change_points'] != 1 else ''}; "
             "no single comparison with the recent runs shows it")
 
