@@ -402,3 +402,38 @@ def test_odd_section_values_do_not_lose_the_report(pt: pytest.Pytester) -> None:
         odd = read_report(pt.path / "r.json")["tests"][0]["odd"]
         assert odd["obj"].startswith("<object object")
         assert odd["nan"] is None and odd["inf"] is None
+
+
+def test_environment_is_read_once_per_session_not_per_worker(
+        pt: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
+
+    git = shutil.which("git")
+    if git is None:
+        pytest.skip("needs git")  # a CI machine has it: .ci/run installs it
+    bindir = pt.path / "bin"
+    bindir.mkdir()
+    log = pt.path / "git.log"
+    fake = bindir / "git"
+    fake.write_text(f'#!/bin/sh\necho "$*" >> {log}\nexec {git} "$@"\n')
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ['PATH']}")
+    pt.makepyfile(test_env="""
+        import pytest
+
+        @pytest.mark.parametrize("i", range(4))
+        def test_x(perf_record, i):
+            perf_record.add_latency(0.01)
+    """)
+    pt.runpytest_subprocess("--perf-report=base.json").assert_outcomes(passed=4)
+    log.unlink()
+    pt.runpytest_subprocess("-n", "2", "--perf-report=r.json",
+                            "--perf-compare=base.json").assert_outcomes(passed=4)
+    # one `git rev-parse HEAD` for the whole session: not one per worker, nor one for the
+    # report and another for the regression gate (pytest-benchmark, installed here, asks
+    # `rev-parse --git-dir` in every process: not ours)
+    ours = [line for line in log.read_text().splitlines() if "--git-dir" not in line]
+    assert ours == ["rev-parse HEAD"]
+    report = read_report(pt.path / "r.json")
+    assert report["environment"] == read_report(pt.path / "base.json")["environment"] | {
+        "argv": report["environment"]["argv"]}

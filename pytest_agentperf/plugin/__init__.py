@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -17,6 +18,9 @@ from ..report import ReportError, check_writable
 from . import baseline, runs
 from .paths import option_path
 from .session import MARKER, SESSION_KEY, PerfSession, Settings
+
+if TYPE_CHECKING:
+    from ..llm.cost import ModelPrice
 
 DEFAULT_REPORT = "perf-report.json"
 _BARE = "\0bare"  # value of a bare --perf-report
@@ -142,7 +146,7 @@ def _memory_method(config: pytest.Config) -> MemoryMethod:
     return value  # type: ignore[return-value]
 
 
-def _llm_prices(config: pytest.Config) -> dict[str, object]:
+def _llm_prices(config: pytest.Config) -> dict[str, ModelPrice]:
     lines = config.getini("perf_llm_prices")
     if not lines:
         return {}
@@ -256,6 +260,13 @@ class XdistHooks:
 
     def __init__(self, session: PerfSession) -> None:
         self.session = session
+
+    def pytest_configure_node(self, node: Any) -> None:  # xdist ships no types
+        """Hand the environment block (git commit, machine) to the worker: computed once."""
+        from .. import __version__
+        from .environment import WORKERINPUT_KEY, session_environment
+
+        node.workerinput[WORKERINPUT_KEY] = session_environment(node.config, __version__)
 
     def pytest_handlecrashitem(self, crashitem: str, report: pytest.TestReport) -> None:
         self.session.incomplete_reason = f"worker crashed while running {crashitem}"

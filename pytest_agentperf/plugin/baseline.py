@@ -30,7 +30,7 @@ from .. import __version__
 from ..history import DEFAULT_HISTORY_PATH, display_target, is_url
 from ..report import ReportError, build_report, load_report
 from ..units import fmt_change, fmt_p, fmt_value
-from .environment import run_environment
+from .environment import session_environment
 from .terminal import safe_text
 
 if TYPE_CHECKING:  # compare and history load only when a baseline or history is used
@@ -266,7 +266,7 @@ class RegressionPlugin:
         self.config = config
         self.settings = settings
         self.is_worker = hasattr(config, "workerinput")
-        self.env = run_environment(config, __version__)
+        self.env = session_environment(config, __version__)
         self.base_tests: dict[str, Mapping[str, Any]] = {}
         self.source: str | None = None
         self.notes: list[str] = []

@@ -17,7 +17,8 @@ import weakref
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from types import FrameType
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pytest
 
@@ -28,9 +29,12 @@ from ..measurement.memory import MemoryMethod, MemoryProbe, ProcFiles
 from ..record import TestRecord
 from ..report import ReportError, build_report, plain_json, utc_now, write_report
 from .diagnostics import CallDiagnostics
-from .environment import run_environment
+from .environment import session_environment
 from .runs import RUN_KEY
 from .terminal import safe_text
+
+if TYPE_CHECKING:
+    from ..llm.cost import ModelPrice
 
 __all__ = ["SESSION_KEY", "PerfSession", "Settings", "ensure_record"]
 
@@ -52,7 +56,7 @@ class Settings:
     #: where the Markdown job summary is appended (--perf-markdown or $GITHUB_STEP_SUMMARY)
     markdown_path: Path | None = None
     #: model -> price (USD per million tokens), from the perf_llm_prices ini option
-    llm_prices: dict[str, Any] = field(default_factory=dict)
+    llm_prices: dict[str, ModelPrice] = field(default_factory=dict)
 
 
 class PerfSession:
@@ -86,7 +90,7 @@ class PerfSession:
         #: a pytest_agentperf_report hook (or the like) failed: goes into the report
         self.plugin_errors: list[str] = []
         #: the SIGTERM handler that was there before ours (restored at unconfigure)
-        self._prev_sigterm: Any = None
+        self._prev_sigterm: Callable[[int, FrameType | None], Any] | int | None = None
         self._sigterm_installed = False
         #: one writer at a time (main thread, snapshot timer, SIGTERM handler)
         self._lock = threading.RLock()
@@ -336,7 +340,7 @@ class PerfSession:
     # -- report ------------------------------------------------------------------
     def env(self) -> dict[str, Any]:
         if self._env is None:
-            self._env = run_environment(self.config, __version__)
+            self._env = session_environment(self.config, __version__)
         return self._env
 
     def report(self, complete: bool, reason: str | None) -> dict[str, Any]:
@@ -433,7 +437,7 @@ class PerfSession:
             return
         self._sigterm_installed = True
 
-    def _on_sigterm(self, signum: int, frame: Any) -> None:
+    def _on_sigterm(self, signum: int, frame: FrameType | None) -> None:
         reason = f"terminated by signal {signal.Signals(signum).name}"
         self.incomplete_reason = reason
         if self.settings.report_path is not None:
@@ -515,7 +519,7 @@ class PerfSession:
         self._write(complete=reason is None, reason=reason, final=True)
 
     # -- terminal ------------------------------------------------------------------
-    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+    def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
         if self.is_worker:
             return
         tr = terminalreporter
