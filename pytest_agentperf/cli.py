@@ -45,7 +45,6 @@ from .history import (
     is_url,
     open_history,
 )
-from .html import add_html_parser
 from .merge import merge_reports
 from .report import ReportError, load_report, write_report
 from .units import fmt_change, fmt_value
@@ -342,6 +341,42 @@ def _resolve_nodeid(known: list[str], wanted: str, db: str) -> str:
         raise CliError(f"no test matching {wanted!r} in history database {db}")
     raise CliError(f"{wanted!r} matches {len(matches)} tests in {db}: "
                    + ", ".join(matches[:5]) + (", …" if len(matches) > 5 else ""))
+
+
+# -- html ------------------------------------------------------------------------------
+def add_html_parser(subparsers: Any) -> None:
+    """Add the ``html`` subcommand to an ``argparse`` subparsers object."""
+    p: argparse.ArgumentParser = subparsers.add_parser(
+        "html", help="render a JSON report as a self-contained HTML page",
+        description="Render a pytest-agentperf JSON report as one self-contained HTML file "
+        "(inline SVG charts, no network resources).")
+    p.add_argument("report", help="the JSON report (written by pytest --perf-report)")
+    p.add_argument("--db", default=None, metavar="PATH|URL",
+                   help="draw each test's trend from this history database, a SQLite file "
+                   "or a postgresql:// URL (written by pytest --perf-history)")
+    p.add_argument("-o", "--output", default=None, metavar="OUT.html",
+                   help="where to write the page (default: the report's path with .html)")
+    p.set_defaults(func=run_html)
+
+
+def run_html(args: argparse.Namespace) -> int:
+    """The ``html`` subcommand: 0 on success; a bad report, database or output raises
+    (:func:`main` turns it into one line and exit status 2)."""
+    from .html import write_html
+
+    report = load_report(args.report)
+    out = Path(args.output) if args.output else Path(args.report).with_suffix(".html")
+    history = None
+    db_path = getattr(args, "db", None)
+    if db_path is not None:
+        with _open_history(db_path) as db:
+            history = db.trends([str(t.get("nodeid")) for t in report["tests"]])
+    try:
+        write_html(out, report, history=history)
+    except OSError as exc:
+        raise CliError(f"cannot write {out}: {exc.strerror or exc}") from None
+    print(f"wrote {out}")
+    return 0
 
 
 #: One ``add_<name>_parser(subparsers)`` per subcommand, in help order.

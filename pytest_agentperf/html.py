@@ -12,23 +12,29 @@ Library layer: no pytest import.  The CLI pieces (:func:`add_html_parser`,
 
 from __future__ import annotations
 
-import argparse
+import functools
 import html
 import json
 import math
 import os
-import sys
 from collections.abc import Iterable, Mapping, Sequence
-from pathlib import Path
+from importlib import resources
 from typing import Any
 
 from .budgets import BUDGET_KEYS, measured_value
-from .report import ReportError, atomic_write_text, fix_surrogates, load_report
+from .report import atomic_write_text, fix_surrogates
 from .reportdata import as_dict, as_list, number
 from .stats import summarize
 from .units import fmt_value, sig
 
-__all__ = ["add_html_parser", "render_html", "run_html", "write_html"]
+__all__ = ["asset", "render_html", "write_html"]
+
+
+@functools.cache
+def asset(name: str) -> str:
+    """The text of a file the page inlines (``report.css``, ``report.js``), shipped as
+    package data in ``pytest_agentperf/assets/``."""
+    return (resources.files("pytest_agentperf") / "assets" / name).read_text("utf-8")
 
 History = Mapping[str, Sequence[Mapping[str, Any]]]
 
@@ -668,11 +674,11 @@ def render_html(report: Mapping[str, Any], *, history: History | None = None) ->
         '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; '
         "style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src data:\">"
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{_e(title)}</title><style>{CSS}</style></head><body>"
+        f"<title>{_e(title)}</title><style>{asset('report.css')}</style></head><body>"
         f"<header><h1>pytest-agentperf report</h1>{_summary(report)}</header>"
         f"{_top_baseline(report)}"
         f"<section><h2>Measured tests</h2>{table}</section>"
-        f"<script>{JS}</script></body></html>\n"
+        f"<script>{asset('report.js')}</script></body></html>\n"
     )
 
 
@@ -693,164 +699,3 @@ def write_html(
 
 
 # -- CLI ------------------------------------------------------------------------------------
-def add_html_parser(subparsers: Any) -> None:
-    """Add the ``html`` subcommand to an ``argparse`` subparsers object."""
-    p: argparse.ArgumentParser = subparsers.add_parser(
-        "html", help="render a JSON report as a self-contained HTML page",
-        description="Render a pytest-agentperf JSON report as one self-contained HTML file "
-        "(inline SVG charts, no network resources).")
-    p.add_argument("report", help="the JSON report (written by pytest --perf-report)")
-    p.add_argument("--db", default=None, metavar="PATH|URL",
-                   help="draw each test's trend from this history database, a SQLite file "
-                   "or a postgresql:// URL (written by pytest --perf-history)")
-    p.add_argument("-o", "--output", default=None, metavar="OUT.html",
-                   help="where to write the page (default: the report's path with .html)")
-    p.set_defaults(func=run_html)
-
-
-def run_html(args: argparse.Namespace) -> int:
-    """Run the ``html`` subcommand: 0 on success, 2 when the report or output is unusable."""
-    try:
-        report = load_report(args.report)
-    except ReportError as exc:
-        print(f"pytest-agentperf html: {exc}", file=sys.stderr)
-        return 2
-    out = Path(args.output) if args.output else Path(args.report).with_suffix(".html")
-    history = None
-    db_path = getattr(args, "db", None)
-    if db_path is not None:
-        from .history import HistoryError, is_url, open_history
-
-        if not is_url(db_path) and not Path(db_path).is_file():
-            print(f"pytest-agentperf html: history database {db_path} does not exist",
-                  file=sys.stderr)
-            return 2
-        try:
-            with open_history(db_path, readonly=True) as db:
-                history = db.trends([str(t.get("nodeid")) for t in report["tests"]])
-        except HistoryError as exc:
-            print(f"pytest-agentperf html: {exc}", file=sys.stderr)
-            return 2
-    try:
-        write_html(out, report, history=history)
-    except OSError as exc:
-        print(f"pytest-agentperf html: cannot write {out}: {exc.strerror or exc}",
-              file=sys.stderr)
-        return 2
-    print(f"wrote {out}")
-    return 0
-
-
-CSS = """
-:root{--fg:#1d2330;--mut:#6b7385;--bd:#dde1e8;--bg:#fff;--alt:#f6f7f9;--acc:#2f6fd6;
---bad:#c62828;--good:#2e7d32;--warn:#b26a00}
-*{box-sizing:border-box}
-body{font:14px/1.4 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:var(--fg);
-background:var(--bg);margin:0;padding:16px 24px}
-h1{font-size:20px;margin:0 0 8px}h2{font-size:16px;margin:20px 0 8px}
-h4{font-size:13px;margin:12px 0 4px;color:var(--mut);text-transform:uppercase;letter-spacing:.03em}
-.muted{color:var(--mut)}.warn{color:var(--warn);font-weight:600}.bad{color:var(--bad)}
-.cards{display:flex;gap:8px;flex-wrap:wrap}
-.card{border:1px solid var(--bd);border-radius:6px;padding:6px 12px;min-width:84px;
-background:var(--alt)}
-.card .n{font-size:20px;font-weight:600}.card.bad{border-color:var(--bad);color:var(--bad)}
-.filters{margin:8px 0;display:flex;gap:8px;align-items:center;flex-wrap:wrap}
-input[type=search]{padding:4px 8px;min-width:260px;border:1px solid var(--bd);border-radius:4px}
-button{font:inherit;border:1px solid var(--bd);background:var(--alt);border-radius:4px;
-cursor:pointer}
-table{border-collapse:collapse;width:100%}
-#tests>thead th:first-child{width:45%}
-#tests>thead th{position:sticky;top:0;background:var(--alt);cursor:pointer;user-select:none;
-text-align:left;border-bottom:2px solid var(--bd);padding:6px}
-#tests>thead th.asc::after{content:" ▲"}#tests>thead th.desc::after{content:" ▼"}
-#tests>tbody>tr.row>td{border-bottom:1px solid var(--bd);padding:5px 6px}
-#tests>tbody.problem>tr.row{background:#fff4f4}
-#tests>tbody>tr.row:hover{background:#eef3fc}
-td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
-.nodeid{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:12.5px;word-break:break-all}
-.toggle{border:0;background:none;padding:0 4px}
-tr.detail>td{padding:8px 12px 16px 28px;background:#fbfbfc;border-bottom:2px solid var(--bd)}
-.oc{padding:1px 6px;border-radius:8px;font-size:12px;background:#e8eaee}
-.oc.passed{background:#e3f4e5;color:var(--good)}.oc.failed,.oc.error{background:#fde5e5;color:var(--bad)}
-.oc.skipped{background:#fff3d6;color:var(--warn)}
-td.regression,tr.regression{color:var(--bad);font-weight:600;background:#fff0f0}
-td.improvement,tr.improvement{color:var(--good)}
-table.small{width:auto;margin:4px 0 8px;font-size:12.5px}
-table.small th,table.small td{white-space:nowrap;padding:3px 8px;
-border-bottom:1px solid var(--bd);text-align:left}table.small td:last-child{white-space:normal}
-dl.kv{display:grid;grid-template-columns:max-content auto;gap:2px 12px;margin:4px 0;
-font-size:12.5px}
-dl.kv dt{color:var(--mut)}dl.kv dd{margin:0;word-break:break-all}
-.cols{display:flex;gap:24px;flex-wrap:wrap}.charts{display:flex;gap:12px;flex-wrap:wrap}
-.hbar{display:inline-flex;width:90px;height:9px;background:#eceef2;border-radius:2px;
-vertical-align:middle;overflow:hidden}
-.hbar>span{display:block;height:100%;background:var(--acc)}.hbar>span.alt{background:#8fb3ee}
-pre{background:var(--alt);padding:8px;overflow:auto;max-height:320px;font-size:12px}
-svg.chart{background:#fff;border:1px solid var(--bd);border-radius:4px;max-width:100%;height:auto}
-svg .plot{fill:none}svg .grid{stroke:#eceef2}svg .tick,svg .axis{font-size:10px;fill:var(--mut)}
-svg .bar{fill:#8fb3ee}svg .pct{stroke:#555;stroke-dasharray:2 3}
-svg .pct-label{font-size:10px;fill:#555}
-svg .budget{stroke:var(--bad);stroke-width:2;stroke-dasharray:6 3}
-svg .budget-label{font-size:11px;fill:var(--bad);stroke:none;font-weight:600}
-svg .change{stroke:var(--warn);stroke-width:1.5;stroke-dasharray:3 3}
-svg .change-label{font-size:10px;fill:var(--warn);stroke:none}
-svg .line{fill:none;stroke-width:1.8}svg .legend{font-size:11px;font-weight:600}
-svg .s1{stroke:var(--acc);fill:var(--acc)}svg .s2{stroke:#7b3fc4;fill:#7b3fc4}
-svg .s3{stroke:var(--bad);fill:var(--bad)}svg polyline.line{fill:none}
-svg text.legend{stroke:none}
-"""
-
-JS = """
-(function(){
-"use strict";
-var table=document.getElementById("tests");
-if(!table){return;}
-var q=document.getElementById("q"),oc=document.getElementById("oc"),
-bad=document.getElementById("bad"),shown=document.getElementById("shown");
-function bodies(){return Array.prototype.slice.call(table.tBodies);}
-function cellValue(tb,col,type){
-var v=tb.rows[0].cells[col].getAttribute("data-v")||"";
-if(type==="num"){return v===""?null:parseFloat(v);}return v.toLowerCase();}
-var ths=table.tHead.rows[0].cells,state={col:-1,dir:1};
-function sortBy(col){
-var th=ths[col],type=th.getAttribute("data-type");
-state.dir=(state.col===col)?-state.dir:(type==="num"?-1:1);state.col=col;
-for(var i=0;i<ths.length;i++){ths[i].classList.remove("asc","desc");}
-th.classList.add(state.dir>0?"asc":"desc");
-var list=bodies().map(function(tb,i){return {tb:tb,v:cellValue(tb,col,type),i:i};});
-list.sort(function(a,b){
-if(a.v===null&&b.v===null){return a.i-b.i;}
-if(a.v===null){return 1;}if(b.v===null){return -1;}
-if(a.v<b.v){return -state.dir;}if(a.v>b.v){return state.dir;}return a.i-b.i;});
-list.forEach(function(x){table.appendChild(x.tb);});}
-for(var c=0;c<ths.length;c++){(function(col){
-ths[col].addEventListener("click",function(){sortBy(col);});
-ths[col].addEventListener("keydown",function(e){if(e.key==="Enter"){sortBy(col);}});
-})(c);}
-function filter(){
-var text=q.value.trim().toLowerCase(),o=oc.value,onlyBad=bad.checked,n=0,all=bodies();
-all.forEach(function(tb){
-var ok=(!text||tb.getAttribute("data-id").toLowerCase().indexOf(text)>=0)&&
-(!o||tb.getAttribute("data-outcome")===o)&&(!onlyBad||tb.getAttribute("data-bad")==="1");
-tb.hidden=!ok;if(ok){n++;}});
-shown.textContent=n+" of "+all.length+" shown";}
-q.addEventListener("input",filter);oc.addEventListener("change",filter);
-bad.addEventListener("change",filter);
-function setOpen(tb,open){
-var b=tb.querySelector("button.toggle"),d=tb.rows[1];
-d.hidden=!open;b.setAttribute("aria-expanded",open?"true":"false");
-b.textContent=open?"\\u25be":"\\u25b8";}
-table.addEventListener("click",function(e){
-var t=e.target;if(!(t instanceof Element)){return;}
-var row=t.closest("tr.row");if(!row||t.closest("a")){return;}
-var tb=row.parentNode;setOpen(tb,tb.rows[1].hidden);});
-document.getElementById("expand").addEventListener("click",function(){
-bodies().forEach(function(tb){if(!tb.hidden){setOpen(tb,true);}});});
-document.getElementById("collapse").addEventListener("click",function(){
-bodies().forEach(function(tb){setOpen(tb,false);});});
-var m=/^#open=(.*)$/.exec(location.hash);
-(m?m[1].split(","):[]).forEach(function(id){
-var tb=id?document.getElementById(id):null;
-if(tb&&tb.parentNode===table){setOpen(tb,true);}});
-})();
-"""
