@@ -204,7 +204,7 @@ class LLMStats:
                     "ttft_p95_s": ttft,
                     "unknown_usage_streams": self._unknown_streams,
                     "replayed_calls": self._replayed,
-                    "uncaptured_calls": sum(self._uncaptured.values()),
+                    "uncaptured_calls": self.uncaptured_calls,
                     "uncaptured_paths": dict(sorted(self._uncaptured.items())),
                 },
             }
