@@ -107,8 +107,8 @@ def test_recorded_then_replayed_with_the_server_stopped(pt: pytest.Pytester) -> 
     assert sent.total >= tokens["tokens"]["total"]
     # a latency budget over replayed calls only is not measurable, not a pass
     assert tests["test_p95"]["outcome"] == "failed"
-    assert "p95 unknown > 10 s (n=0) [unverifiable: latency/p95 missing: not measurable: all 1 LLM " \
-           "calls were replayed from a cassette" in out
+    assert ("p95 unknown > 10 s (n=0) [unverifiable: latency/p95 missing: not measurable: "
+            "all 1 LLM calls were replayed from a cassette") in out
     streams = tests["test_async_streams"]
     assert streams["outcome"] == "failed" and streams["llm"]["ttft_p95_s"] is None
     assert "no live streamed LLM call measured a time to first token (2 calls were " \
@@ -119,3 +119,18 @@ def test_recorded_then_replayed_with_the_server_stopped(pt: pytest.Pytester) -> 
     assert prof["latency"]["source"] == "profiler"
     hard = tests["test_hard_limit_counts_replayed_calls"]
     assert hard["llm"]["calls"] == 2 and hard["hard_limit"]["refused_calls"] == 1
+
+
+def test_replayed_calls_count_but_are_not_latency_samples() -> None:
+    from pytest_agentperf.llm import LLMCall, aggregate_calls, operation_samples
+
+    live = LLMCall("openai", "m", "chat", 0.5, prompt_tokens=3, completion_tokens=4,
+                   total_tokens=7, ttft_s=0.1, streamed=True)
+    replayed = LLMCall("openai", "m", "chat", 0.001, prompt_tokens=3, completion_tokens=4,
+                       total_tokens=7, ttft_s=0.0005, streamed=True, replayed=True)
+    section = aggregate_calls([live, replayed, replayed])
+    assert section["llm"]["calls"] == 3 and section["llm"]["replayed_calls"] == 2
+    assert section["tokens"]["total"] == 21
+    assert section["llm"]["ttft_p95_s"] == pytest.approx(0.1)
+    assert len(operation_samples([live, replayed])["llm:m"].latency) == 1
+    assert operation_samples([replayed]) == {}
