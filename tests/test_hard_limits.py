@@ -322,7 +322,7 @@ def test_hard_limit_stops_real_frameworks(
     assert _sent(server, "agents-loop") == 3
     out = result.stdout.str()
     assert out.count("perf budget exceeded: llm_calls 4 calls > 3 calls [hard limit: 3 calls "
-                     "made, 1 refused before it was sent]") == 2
+                     "made, 1 refused before it was sent]") >= 2
     tests = by_id(read_report(pt.path / "r.json"))
     assert tests["test_openai_agents_loop"]["llm"]["calls"] == 3
     assert tests["test_langchain_loop"]["hard_limit"]["refused_calls"] == 1
