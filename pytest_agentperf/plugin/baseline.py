@@ -537,6 +537,8 @@ def _describe(m: Mapping[str, Any]) -> str:
                 else str(ev.get("method", "")))
     if "n_baseline" in ev and "n_current" in ev:
         evidence += f", n={ev['n_baseline']}/{ev['n_current']}"
+    if ev.get("note"):
+        evidence += f", {ev['note']}"
     change_text = "n/a" if change is None else f"{change * 100:+.1f}%"
     return (f"{m.get('metric')} {fmt(m.get('baseline'))} -> {fmt(m.get('current'))} "
             f"({change_text}, tolerance {float(m.get('tolerance', 0)) * 100:g}%; {evidence})")
