@@ -38,7 +38,8 @@ __all__ = [
 
 SCHEMA_VERSION = 1
 #: compatible additions to version 1: 1 = outcomes ``crashed``/``interrupted``,
-#: top-level ``schema_minor`` and ``plugin_errors``; 2 = a test's ``hard_limit``
+#: top-level ``schema_minor`` and ``plugin_errors``; 2 = ``sample_sessions`` of merged
+#: latency and operations, a test's ``hard_limit``, ``llm.replayed_calls``, ``latency.note``
 SCHEMA_MINOR = 2
 SCHEMA_FILE = "report-v1.schema.json"
 
