@@ -12,6 +12,7 @@ import html
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from .budgets import violation_label
 from .compare import _fmt_change, _fmt_p, _fmt_value
 
 __all__ = ["GITHUB_SUMMARY_LIMIT", "comparison_dict", "comparison_markdown", "escape",
@@ -97,7 +98,7 @@ def _violation_rows(tests: Sequence[Mapping[str, Any]]) -> list[list[str]]:
             value = v.get("value")
             measured = "unverifiable" if value is None else _fmt_value(value, unit)
             n = v.get("count")
-            rows.append([escape(t.get("nodeid", "?")), escape(v.get("metric", "?")),
+            rows.append([escape(t.get("nodeid", "?")), escape(violation_label(v)),
                          escape(measured), escape(_fmt_value(v.get("limit"), unit)),
                          "-" if n is None else str(n)])
     return rows

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from .calls import CallSink, LLMCall
+from .calls import CallSink, LLMCall, current_budgeted
 
 __all__ = ["PendingCall"]
 
@@ -18,10 +18,10 @@ class PendingCall:
     """
 
     __slots__ = (
-        "_t0", "agent", "cached_tokens", "call", "completion_tokens", "done", "error", "model",
-        "observed", "on_finish", "operation", "prompt_tokens", "provider", "reasoning_tokens",
-        "response_id", "response_model", "retries", "sink", "streamed", "total_tokens",
-        "ttft_s",
+        "_t0", "agent", "budgeted", "cached_tokens", "call", "completion_tokens", "done", "error",
+        "model", "observed", "on_finish", "operation", "prompt_tokens", "provider",
+        "reasoning_tokens", "response_id", "response_model", "retries", "sink", "streamed",
+        "total_tokens", "ttft_s",
     )
 
     def __init__(
@@ -32,6 +32,8 @@ class PendingCall:
         self.operation = operation
         self.model = model
         self.agent = agent
+        #: read where the call starts (the caller's context)
+        self.budgeted = current_budgeted()
         self.prompt_tokens: int | None = None
         self.completion_tokens: int | None = None
         self.total_tokens: int | None = None
@@ -112,6 +114,7 @@ class PendingCall:
             response_model=self.response_model,
             response_id=self.response_id,
             source="sdk",
+            budgeted=self.budgeted,
         )
         self.call = call
         if self.on_finish is not None:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from ..budgets import BudgetError, describe_keys, parse_budget_items
+from ..budgets import BudgetError, describe_keys, describe_scopes, parse_budget_items
 from ..measurement.memory import MemoryMethod, best_memory_method, hwm_available
 from ..report import ReportError, check_writable
 from . import baseline as regression
@@ -171,8 +171,9 @@ def pytest_configure(config: pytest.Config) -> None:
     regression.add_marker(config)
     config.addinivalue_line(
         "markers",
-        f"{MARKER}(**limits): performance budget of the test; fails the test when a limit "
-        f"is broken. Keys: {describe_keys()}",
+        f"{MARKER}(**limits, scopes={{'KIND:PATTERN': {{key: limit}}}}): performance budget "
+        f"of the test; fails the test when a limit is broken. Keys: {describe_keys()}. "
+        f"Scopes (fnmatch patterns): {describe_scopes()}",
     )
     config.addinivalue_line("markers", runs.MARKER_HELP)
     if config.getoption("perf_skip") and config.getoption("perf_only"):

@@ -22,7 +22,13 @@ from typing import Any
 import pytest
 
 from .. import __version__
-from ..budgets import BudgetError, check_budget, format_violations, validate_budget
+from ..budgets import (
+    BudgetError,
+    check_budget,
+    format_violations,
+    validate_budget,
+    validate_scopes,
+)
 from ..llm.frameworks import FrameworkHooks
 from ..llm.import_hook import PostImportHooks
 from ..measurement.memory import MemoryMethod, MemoryProbe, ProcFiles
@@ -123,12 +129,27 @@ class PerfSession:
         for mark in item.iter_markers(MARKER):
             found = True
             source = f"invalid @pytest.mark.{MARKER}"
-            for key, value in validate_budget(mark.kwargs, source, tuple(mark.args)).items():
+            limits = {k: v for k, v in mark.kwargs.items() if k != "scopes"}
+            for key, value in validate_budget(limits, source, tuple(mark.args)).items():
                 merged.setdefault(key, value)
         for key, value in self.settings.default_budget.items():
             merged.setdefault(key, value)
         if not merged and not found:
             return None
+        return merged
+
+    def resolve_scopes(self, item: pytest.Item) -> dict[str, dict[str, float]]:
+        """The item's scoped budgets (``perf_budget(scopes=...)``): closest marker wins per
+        scope and key."""
+        merged: dict[str, dict[str, float]] = {}
+        for mark in item.iter_markers(MARKER):
+            if "scopes" not in mark.kwargs:
+                continue
+            source = f"invalid @pytest.mark.{MARKER}"
+            for name, limits in validate_scopes(mark.kwargs["scopes"], source).items():
+                scope = merged.setdefault(name, {})
+                for key, value in limits.items():
+                    scope.setdefault(key, value)
         return merged
 
     def start_record(self, item: pytest.Item) -> TestRecord:
@@ -140,6 +161,7 @@ class PerfSession:
         error = None
         try:
             record.budget = self.resolve_budget(item)
+            record.scopes = self.resolve_scopes(item)
         except BudgetError as exc:
             error = str(exc)
         if error is not None:
@@ -171,7 +193,7 @@ class PerfSession:
                 probe = MemoryProbe(self.settings.memory_method, proc=self._proc)
                 probe.start()
             diagnostics.start()
-        llm_stats = _LazyStats()
+        llm_stats = _LazyStats(self._pricer())
         with self._llm_lock:
             self._llm_sink = llm_stats
             llm = self.llm
@@ -246,17 +268,21 @@ class PerfSession:
             if sink is not None and not self.llm.active:
                 self.llm.start(sink, sink.uncaptured)
 
-    def _add_llm(self, record: TestRecord, stats: Any) -> None:
-        from ..llm import cost_usd
+    def _pricer(self) -> Any:
+        """Prices each captured call (``perf_llm_prices``), ``None`` without prices."""
+        if not self.settings.llm_prices:
+            return None
+        from ..llm.cost import TablePricer
 
+        return TablePricer(self.settings.llm_prices)
+
+    def _add_llm(self, record: TestRecord, stats: Any) -> None:
         section = stats.report_section()
         tokens, llm = section["tokens"], section["llm"]
         record.add_tokens(tokens["total"], prompt=tokens["prompt"],
                           completion=tokens["completion"], requests=llm["calls"])
         record.add_token_details(unknown_calls=tokens["unknown_calls"],
                                  cached=tokens["cached"], reasoning=tokens["reasoning"])
-        if self.settings.llm_prices:
-            llm["cost"] = cost_usd(stats, self.settings.llm_prices).report_section()
         record.sections["llm"] = llm
         per_model = llm["per_model"]
         for key, samples in stats.operation_samples().items():
@@ -326,6 +352,11 @@ class PerfSession:
         marked = {key for mark in item.iter_markers(MARKER) for key in mark.kwargs}
         violations = check_budget(record.budget or {}, entry,
                                   optional=set(self.settings.default_budget) - marked)
+        if record.scopes:
+            from ..scopes import check_scopes
+
+            entry["scopes"], scoped = check_scopes(record.scopes, entry)
+            violations.extend(scoped)
         entry["violations"] = [v.as_dict() for v in violations]
         record.violations = entry["violations"]
         item.stash[PHASES_KEY]["entry"] = entry
@@ -333,7 +364,8 @@ class PerfSession:
         if violations:
             message = format_violations(violations)
             for violation in violations:
-                detail = record.violation_details.get(violation.metric)
+                detail = (record.violation_details.get(violation.metric)
+                          if violation.scope is None else None)
                 if detail:
                     message += "\n" + detail
             failures.append(message)
@@ -654,10 +686,11 @@ class _SnapshotTimer(threading.Thread):
 class _LazyStats:
     """The LLM capture's sink for one test: an ``LLMStats`` made at the first call only."""
 
-    __slots__ = ("_lock", "stats")
+    __slots__ = ("_lock", "pricer", "stats")
 
-    def __init__(self) -> None:
+    def __init__(self, pricer: Any = None) -> None:
         self.stats: Any = None
+        self.pricer = pricer
         self._lock = threading.Lock()
 
     def _get(self) -> Any:
@@ -666,7 +699,7 @@ class _LazyStats:
                 if self.stats is None:
                     from ..llm.summary import LLMStats
 
-                    self.stats = LLMStats()
+                    self.stats = LLMStats(self.pricer)
         return self.stats
 
     def __call__(self, call: Any) -> None:

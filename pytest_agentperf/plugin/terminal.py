@@ -6,6 +6,8 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+from ..budgets import violation_label
+
 __all__ = ["safe_text", "summary_lines"]
 
 # C0 controls (ESC starts ANSI/OSC sequences), DEL and C1 controls; tab and newline
@@ -45,7 +47,7 @@ def _row(entry: dict[str, Any], width: int) -> tuple[str, bool]:
     peak = memory.get("peak_mb")
     verdict = "over budget" if violations else entry.get("outcome", "?")
     if violations:
-        verdict += ": " + ", ".join(str(v["metric"]) for v in violations)
+        verdict += ": " + ", ".join(violation_label(v) for v in violations)
     p95 = f"{_fmt_s(latency.get('p95'))} (n={latency.get('count', 0)})"
     text = (
         f"{entry['nodeid']:<{width}}  p95 {p95:<16}"
