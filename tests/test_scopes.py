@@ -190,7 +190,8 @@ def test_a_bad_scope_errors_that_test(pt: pytest.Pytester, scopes: str, message:
 def test_markers_help_lists_the_scope_kinds(pt: pytest.Pytester) -> None:
     result = pt.runpytest("--markers")
     result.stdout.fnmatch_lines([
-        "*perf_budget(**limits, scopes=*Scopes (fnmatch patterns): agent:PATTERN (p50, *"
+        "*perf_budget(**limits, scopes=None): *scopes={'KIND:PATTERN': {key: limit}} with "
+        "fnmatch patterns, kinds and keys agent:PATTERN (p50, *"
         "llm_calls, tokens, cost_usd); tool:PATTERN (*calls, tokens); model:PATTERN*",
     ])
 

@@ -171,9 +171,10 @@ def pytest_configure(config: pytest.Config) -> None:
     regression.add_marker(config)
     config.addinivalue_line(
         "markers",
-        f"{MARKER}(**limits, scopes={{'KIND:PATTERN': {{key: limit}}}}): performance budget "
-        f"of the test; fails the test when a limit is broken. Keys: {describe_keys()}. "
-        f"Scopes (fnmatch patterns): {describe_scopes()}",
+        f"{MARKER}(**limits, scopes=None): performance budget of the test; fails the test "
+        f"when a limit is broken. Keys: {describe_keys()}. Budgets on a part of the test: "
+        f"scopes={{'KIND:PATTERN': {{key: limit}}}} with fnmatch patterns, kinds and keys "
+        f"{describe_scopes()}",
     )
     config.addinivalue_line("markers", runs.MARKER_HELP)
     if config.getoption("perf_skip") and config.getoption("perf_only"):
