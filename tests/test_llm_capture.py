@@ -261,6 +261,7 @@ def test_anthropic_input_tokens_follow_otel_rule(server: LLMServer, cap: Capture
     c = cap.one()
     assert (c.provider, c.operation, c.model) == ("anthropic", "messages", "claude-a")
     assert c.prompt_tokens == 3 + 100 + 20 and c.cached_tokens == 100
+    assert c.cache_write_tokens == 20
     assert c.completion_tokens == N_OUT and c.total_tokens == 123 + N_OUT
 
 

@@ -18,10 +18,10 @@ class PendingCall:
     """
 
     __slots__ = (
-        "_t0", "agent", "budgeted", "cached_tokens", "call", "completion_tokens", "done", "error",
-        "model", "observed", "on_finish", "operation", "prompt_tokens", "provider",
-        "reasoning_tokens", "response_id", "response_model", "retries", "sink", "streamed",
-        "total_tokens", "ttft_s",
+        "_t0", "agent", "budgeted", "cache_write_tokens", "cached_tokens", "call",
+        "completion_tokens", "done", "error", "model", "observed", "on_finish", "operation",
+        "prompt_tokens", "provider", "reasoning_tokens", "response_id", "response_model",
+        "retries", "sink", "streamed", "total_tokens", "ttft_s",
     )
 
     def __init__(
@@ -38,6 +38,7 @@ class PendingCall:
         self.completion_tokens: int | None = None
         self.total_tokens: int | None = None
         self.cached_tokens: int | None = None
+        self.cache_write_tokens: int | None = None
         self.reasoning_tokens: int | None = None
         self.response_model: str | None = None
         self.ttft_s: float | None = None
@@ -76,6 +77,7 @@ class PendingCall:
         cached: int | None = None,
         reasoning: int | None = None,
         total: int | None = None,
+        cache_write: int | None = None,
     ) -> None:
         self.prompt_tokens = prompt
         self.completion_tokens = completion
@@ -83,6 +85,7 @@ class PendingCall:
             total = prompt + completion
         self.total_tokens = total
         self.cached_tokens = cached
+        self.cache_write_tokens = cache_write
         self.reasoning_tokens = reasoning
 
     def abandon(self) -> None:
@@ -106,6 +109,7 @@ class PendingCall:
             completion_tokens=self.completion_tokens,
             total_tokens=self.total_tokens,
             cached_tokens=self.cached_tokens,
+            cache_write_tokens=self.cache_write_tokens,
             reasoning_tokens=self.reasoning_tokens,
             ttft_s=self.ttft_s,
             streamed=self.streamed,

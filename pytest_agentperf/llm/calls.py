@@ -35,6 +35,10 @@ class LLMCall:
     completion_tokens: int | None = None
     total_tokens: int | None = None
     cached_tokens: int | None = None
+    """Input tokens read from the provider's prompt cache (part of ``prompt_tokens``)."""
+    cache_write_tokens: int | None = None
+    """Input tokens written to the prompt cache (Anthropic ``cache_creation_input_tokens``;
+    part of ``prompt_tokens``); ``None`` where the provider does not report them."""
     reasoning_tokens: int | None = None
     ttft_s: float | None = None
     """Time to the first content of a stream; ``None`` for non-streamed calls."""

@@ -134,10 +134,15 @@ def cost_usd(calls: Iterable[LLMCall] | LLMStats, prices: PriceTable) -> CostEst
 class TablePricer:
     """Prices one call from a :data:`PriceTable` (a :data:`~.summary.Pricer`)."""
 
-    source = "table"
-
     def __init__(self, prices: PriceTable) -> None:
         self.prices = prices
+
+    @property
+    def source(self) -> str:
+        """Names these prices in the report (``"table <digest>"``)."""
+        from .prices import table_source
+
+        return table_source(self.prices)
 
     def __call__(self, call: LLMCall) -> float | None:
         price = self.prices.get(call.model)

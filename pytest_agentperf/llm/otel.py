@@ -308,6 +308,8 @@ def _call_from_span(span: Any, op: str, agent: str | None, budgeted: bool = True
         total_tokens=total,
         cached_tokens=_int(_first(attrs, "gen_ai.usage.cache_read.input_tokens",
                                   "llm.token_count.prompt_details.cache_read")),
+        cache_write_tokens=_int(_first(attrs, "gen_ai.usage.cache_creation.input_tokens",
+                                       "llm.token_count.prompt_details.cache_write")),
         reasoning_tokens=_int(_attr(attrs, "gen_ai.usage.reasoning.output_tokens")),
         streamed=streamed,
         error=error,

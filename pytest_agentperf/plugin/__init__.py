@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -84,7 +85,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini(
         "perf_llm_prices",
         "LLM prices for the cost_usd budget, one model a line: MODEL INPUT_USD_PER_MTOK "
-        "OUTPUT_USD_PER_MTOK [CACHED_INPUT_USD_PER_MTOK]",
+        "OUTPUT_USD_PER_MTOK [CACHED_INPUT_USD_PER_MTOK]; a line 'auto' prices the other "
+        "models from the genai-prices dataset (pip install 'pytest-agentperf[prices]')",
         type="linelist", default=[],
     )
     parser.addini(
@@ -143,16 +145,21 @@ def _memory_method(config: pytest.Config) -> MemoryMethod:
     return value  # type: ignore[return-value]
 
 
-def _llm_prices(config: pytest.Config) -> dict[str, object]:
+def _llm_prices(config: pytest.Config) -> tuple[dict[str, Any], Any]:
+    """The user's price table and, for ``auto``, the pricer over genai-prices."""
     lines = config.getini("perf_llm_prices")
     if not lines:
-        return {}
+        return {}, None
     from ..llm import parse_price_table
 
     raw: dict[str, dict[str, str]] = {}
+    auto = False
     for line in lines:
         words = str(line).split()
         if not words:
+            continue
+        if words == ["auto"]:
+            auto = True
             continue
         if len(words) not in (3, 4):
             raise pytest.UsageError(
@@ -162,8 +169,16 @@ def _llm_prices(config: pytest.Config) -> dict[str, object]:
         keys = ("input_per_mtok", "output_per_mtok", "cached_input_per_mtok")
         raw[words[0]] = dict(zip(keys, words[1:], strict=False))
     try:
-        return dict(parse_price_table(raw))
+        table = dict(parse_price_table(raw))
     except ValueError as exc:
+        raise pytest.UsageError(f"perf_llm_prices ini option: {exc}") from None
+    if not auto:
+        return table, None
+    from ..llm.prices import AutoPricer, PricesUnavailable
+
+    try:
+        return table, AutoPricer(table)
+    except PricesUnavailable as exc:
         raise pytest.UsageError(f"perf_llm_prices ini option: {exc}") from None
 
 
@@ -210,6 +225,7 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(
             f"--perf-report and --perf-html are the same file ({report_path}): the HTML "
             "would overwrite the JSON report; give them different paths")
+    prices, pricer = _llm_prices(config)
     settings = Settings(
         report_path=report_path,
         html_path=html_path,
@@ -217,7 +233,8 @@ def pytest_configure(config: pytest.Config) -> None:
         memory_method=_memory_method(config),
         cprofile=bool(config.getoption("perf_cprofile")),
         default_budget=default_budget,
-        llm_prices=_llm_prices(config),
+        llm_prices=prices,
+        llm_pricer=pricer,
     )
     session = PerfSession(config, settings)
     config.stash[SESSION_KEY] = session

@@ -62,6 +62,8 @@ class Settings:
     markdown_path: Path | None = None
     #: model -> price (USD per million tokens), from the perf_llm_prices ini option
     llm_prices: dict[str, Any] = field(default_factory=dict)
+    #: ``perf_llm_prices = auto``: the pricer over genai-prices (the table overrides it)
+    llm_pricer: Any = None
 
 
 class PerfSession:
@@ -270,6 +272,8 @@ class PerfSession:
 
     def _pricer(self) -> Any:
         """Prices each captured call (``perf_llm_prices``), ``None`` without prices."""
+        if self.settings.llm_pricer is not None:
+            return self.settings.llm_pricer
         if not self.settings.llm_prices:
             return None
         from ..llm.cost import TablePricer
@@ -279,6 +283,10 @@ class PerfSession:
     def _add_llm(self, record: TestRecord, stats: Any) -> None:
         section = stats.report_section()
         tokens, llm = section["tokens"], section["llm"]
+        if stats.pricer is not None:  # which prices: the gate compares cost only under the same
+            for where in (llm, llm.get("unbudgeted") or {}):
+                if "cost" in where:
+                    where["cost"]["prices"] = stats.pricer.source
         record.add_tokens(tokens["total"], prompt=tokens["prompt"],
                           completion=tokens["completion"], requests=llm["calls"])
         record.add_token_details(unknown_calls=tokens["unknown_calls"],
