@@ -185,7 +185,7 @@ def scope_figures(entry: Mapping[str, Any], name: str,
     return {
         "kind": kind,
         "pattern": pattern,
-        "matched": [p.name for p in parts],
+        "matched": list(dict.fromkeys(p.name for p in parts)),
         "limits": dict(limits),
         "measured": measured,
         "count": sum(p.count for p in parts),
