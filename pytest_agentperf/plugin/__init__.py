@@ -8,17 +8,19 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from ..budgets import BudgetError, describe_keys, describe_scopes, parse_budget_items
 from ..measurement.memory import MemoryMethod, best_memory_method, hwm_available
 from ..report import ReportError, check_writable
-from . import baseline as regression
-from . import runs
+from . import baseline, runs
 from .paths import option_path
 from .session import MARKER, SESSION_KEY, PerfSession, Settings
+
+if TYPE_CHECKING:
+    from ..llm.cost import ModelPrice
 
 DEFAULT_REPORT = "perf-report.json"
 _BARE = "\0bare"  # value of a bare --perf-report
@@ -76,7 +78,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--perf-only", action="store_true", default=False,
         help=f"run only the tests that carry a {MARKER} marker (the rest are deselected).",
     )
-    regression.addoption(group, parser)
+    baseline.addoption(group, parser)
     parser.addini("perf_report", "write the JSON performance report to this path "
                   "(relative to the rootdir); --perf-report overrides", default="")
     parser.addini("perf_runs", "default number of runs of every measured test, as "
@@ -145,7 +147,7 @@ def _memory_method(config: pytest.Config) -> MemoryMethod:
     return value  # type: ignore[return-value]
 
 
-def _llm_prices(config: pytest.Config) -> tuple[dict[str, Any], Any]:
+def _llm_prices(config: pytest.Config) -> tuple[dict[str, ModelPrice], Any]:
     """The user's price table and, for ``auto``, the pricer over genai-prices."""
     lines = config.getini("perf_llm_prices")
     if not lines:
@@ -183,7 +185,7 @@ def _llm_prices(config: pytest.Config) -> tuple[dict[str, Any], Any]:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    regression.add_marker(config)
+    baseline.add_marker(config)
     config.addinivalue_line(
         "markers",
         f"{MARKER}(**limits, scopes=None): performance budget of the test; fails the test "
@@ -244,9 +246,7 @@ def pytest_configure(config: pytest.Config) -> None:
     from .samplers import SamplersPlugin
 
     config.pluginmanager.register(SamplersPlugin(config), "agentperf-samplers")
-    gate = regression.register(config)
-    if gate is not None:
-        session.entry_checks.append(gate.check_entry)
+    baseline.register(config)
     _register_fixtures(config)
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(XdistHooks(session), "agentperf-xdist")
@@ -278,6 +278,13 @@ class XdistHooks:
 
     def __init__(self, session: PerfSession) -> None:
         self.session = session
+
+    def pytest_configure_node(self, node: Any) -> None:  # xdist ships no types
+        """Hand the environment block (git commit, machine) to the worker: computed once."""
+        from .. import __version__
+        from .environment import WORKERINPUT_KEY, session_environment
+
+        node.workerinput[WORKERINPUT_KEY] = session_environment(node.config, __version__)
 
     def pytest_handlecrashitem(self, crashitem: str, report: pytest.TestReport) -> None:
         self.session.incomplete_reason = f"worker crashed while running {crashitem}"
