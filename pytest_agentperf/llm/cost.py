@@ -9,7 +9,7 @@ unknown.  ``usd`` is then a lower bound.  :func:`parse_price_table` validates a 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,7 +17,7 @@ from .calls import LLMCall
 from .summary import LLMStats
 
 __all__ = [
-    "CostEstimate", "ModelPrice", "PriceTable", "cost_usd", "parse_price_table", "pricer",
+    "CostEstimate", "ModelPrice", "PriceTable", "TablePricer", "cost_usd", "parse_price_table",
 ]
 
 
@@ -131,12 +131,23 @@ def cost_usd(calls: Iterable[LLMCall] | LLMStats, prices: PriceTable) -> CostEst
     )
 
 
-def pricer(prices: PriceTable) -> Callable[[str, int, int, int], float | None]:
-    """``(model, prompt, cached, completion) -> USD`` from ``prices`` (``None``: unpriced),
-    for the hard limits of :mod:`.limits`."""
+class TablePricer:
+    """Prices one call from a :data:`PriceTable` (a :data:`~.summary.Pricer`)."""
 
-    def price(model: str, prompt: int, cached: int, completion: int) -> float | None:
-        p = prices.get(model)
-        return None if p is None else _price(model, prompt, cached, completion, p)
+    def __init__(self, prices: PriceTable) -> None:
+        self.prices = prices
 
-    return price
+    @property
+    def source(self) -> str:
+        """Names these prices in the report (``"table <digest>"``)."""
+        from .prices import table_source
+
+        return table_source(self.prices)
+
+    def __call__(self, call: LLMCall) -> float | None:
+        price = self.prices.get(call.model)
+        if price is None:
+            return None
+        return _price(call.model, call.prompt_tokens or 0, call.cached_tokens or 0,
+                      call.completion_tokens or 0, price)
+

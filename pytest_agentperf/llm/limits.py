@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "HARD_KEYS", "BudgetExceeded", "LimitScope", "Pricer", "admit", "check_stream",
-    "limit_scope",
+    "from_call_pricer", "limit_scope",
 ]
 
 #: the budget keys a hard limit can act on, with their units
@@ -203,6 +203,17 @@ class LimitScope:
         except ValueError:  # exited in another context (a task that outlived the block)
             stack = _SCOPED.get() or ()
             _SCOPED.set(tuple(s for s in stack if s is not self) or None)
+
+
+def from_call_pricer(price: Callable[[LLMCall], float | None]) -> Pricer:
+    """A :data:`Pricer` over a pricer of whole calls (the capture's ``perf_llm_prices``)."""
+    from .calls import LLMCall
+
+    def priced(model: str, prompt: int, cached: int, completion: int) -> float | None:
+        return price(LLMCall("", model, "", 0.0, prompt_tokens=prompt, cached_tokens=cached,
+                             completion_tokens=completion, total_tokens=prompt + completion))
+
+    return priced
 
 
 def limit_scope(

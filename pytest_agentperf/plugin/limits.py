@@ -37,7 +37,7 @@ def check_enforce(enforce: str | None, budget: dict[str, float], prices: Any,
     if not any(k in budget for k in keys):
         raise BudgetError(f"{source}: enforce='hard' acts on {', '.join(keys)}; the budget "
                           f"has none of them ({', '.join(budget) or 'no limits'})")
-    if "cost_usd" in budget and not prices:
+    if "cost_usd" in budget and prices is None:
         raise BudgetError(f"{source}: enforce='hard' with cost_usd needs prices: set the "
                           "perf_llm_prices ini option")
 
@@ -47,12 +47,12 @@ def hard_scope(item: pytest.Item, budget: dict[str, float] | None,
     """The test's hard-limit scope (kept in the item's stash), or ``None``."""
     if budget is None or item.stash.get(ENFORCE_KEY, "after") != "hard":
         return None
-    from ..llm.cost import pricer
-    from ..llm.limits import LimitScope
+    from ..llm.limits import LimitScope, from_call_pricer
 
     keys = BUDGET_OPTIONS["enforce"].keys
     scope = LimitScope({k: v for k, v in budget.items() if k in keys},
-                       "perf_budget enforce='hard'", pricer(prices) if prices else None)
+                       "perf_budget enforce='hard'",
+                       from_call_pricer(prices) if prices is not None else None)
     item.stash[HARD_SCOPE_KEY] = scope
     return scope
 

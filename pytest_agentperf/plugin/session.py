@@ -29,6 +29,7 @@ from ..budgets import (
     format_violations,
     split_options,
     validate_budget,
+    validate_scopes,
 )
 from ..llm.probe import LLMProbe
 from ..measurement.memory import MemoryMethod, MemoryProbe, ProcFiles
@@ -72,6 +73,8 @@ class Settings:
     markdown_path: Path | None = None
     #: model -> price (USD per million tokens), from the perf_llm_prices ini option
     llm_prices: dict[str, ModelPrice] = field(default_factory=dict)
+    #: ``perf_llm_prices = auto``: the pricer over genai-prices (the table overrides it)
+    llm_pricer: Any = None
 
 
 class PerfSession:
@@ -90,7 +93,7 @@ class PerfSession:
         self._last_snapshot = 0.0
         self.written = False
         #: each test's LLM calls (SDKs and OpenTelemetry, patched once imported)
-        self.llm = LLMProbe(settings.llm_prices)
+        self.llm = LLMProbe(settings.llm_prices, settings.llm_pricer)
         if not disabled:  # --perf-disable: no capture, nothing patched
             self.llm.install()
         self._proc: ProcFiles | None = None
@@ -126,17 +129,32 @@ class PerfSession:
         source = f"invalid @pytest.mark.{MARKER}"
         for mark in item.iter_markers(MARKER):
             found = True
-            limits, options = split_options(mark.kwargs, source)
+            limits, options = split_options(
+                {k: v for k, v in mark.kwargs.items() if k != "scopes"}, source)
             enforce = enforce or options.get("enforce")
             for key, value in validate_budget(limits, source, tuple(mark.args)).items():
                 merged.setdefault(key, value)
         for key, value in self.settings.default_budget.items():
             merged.setdefault(key, value)
         if enforce is not None:
-            check_enforce(enforce, merged, self.settings.llm_prices, source)
+            check_enforce(enforce, merged, self.llm.pricer, source)
             item.stash[ENFORCE_KEY] = enforce
         if not merged and not found:
             return None
+        return merged
+
+    def resolve_scopes(self, item: pytest.Item) -> dict[str, dict[str, float]]:
+        """The item's scoped budgets (``perf_budget(scopes=...)``): closest marker wins per
+        scope and key."""
+        merged: dict[str, dict[str, float]] = {}
+        for mark in item.iter_markers(MARKER):
+            if "scopes" not in mark.kwargs:
+                continue
+            source = f"invalid @pytest.mark.{MARKER}"
+            for name, limits in validate_scopes(mark.kwargs["scopes"], source).items():
+                scope = merged.setdefault(name, {})
+                for key, value in limits.items():
+                    scope.setdefault(key, value)
         return merged
 
     def start_record(self, item: pytest.Item) -> TestRecord:
@@ -145,13 +163,14 @@ class PerfSession:
         item.stash[RECORD_KEY] = record
         if self.disabled:
             return record
-        if self.settings.llm_prices:
-            from ..llm.cost import pricer
+        if self.llm.pricer is not None:
+            from ..llm.limits import from_call_pricer
 
-            record.llm_pricer = pricer(self.settings.llm_prices)
+            record.llm_pricer = from_call_pricer(self.llm.pricer)
         error = None
         try:
             record.budget = self.resolve_budget(item)
+            record.scopes = self.resolve_scopes(item)
         except BudgetError as exc:
             error = str(exc)
         if error is not None:
@@ -182,7 +201,7 @@ class PerfSession:
                                                       proc=self._proc)))
             probes.append(CallDiagnostics(item, record))
         probes.append(self.llm)  # every test: one that calls an LLM is measured anyway
-        self.llm.limits = (hard_scope(item, record.budget, self.settings.llm_prices)
+        self.llm.limits = (hard_scope(item, record.budget, self.llm.pricer)
                            if record is not None and record.budget else None)
         for probe in probes:
             probe.start()
@@ -281,6 +300,11 @@ class PerfSession:
         marked = {key for mark in item.iter_markers(MARKER) for key in mark.kwargs}
         violations = check_budget(record.budget or {}, entry,
                                   optional=set(self.settings.default_budget) - marked)
+        if record.scopes:
+            from ..scopes import check_scopes
+
+            entry["scopes"], scoped = check_scopes(record.scopes, entry)
+            violations.extend(scoped)
         scope = item.stash.get(HARD_SCOPE_KEY, None)
         if scope is not None:  # what a hard limit stopped replaces the verdict after
             entry["hard_limit"] = scope.section()
@@ -297,7 +321,8 @@ class PerfSession:
         if violations:
             message = format_violations(violations)
             for violation in violations:
-                detail = record.violation_details.get(violation.metric)
+                detail = (record.violation_details.get(violation.metric)
+                          if violation.scope is None else None)
                 if detail:
                     message += "\n" + detail
             failures.append(message)
