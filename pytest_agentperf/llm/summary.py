@@ -211,6 +211,11 @@ class LLMStats:
 
     __call__ = add
 
+    def _latency_of(self, model: str) -> SampleSet:
+        """The live calls' latencies of ``model`` (empty when all were replayed)."""
+        ops = self._ops.get(model)
+        return ops.latency if ops is not None else SampleSet()
+
     def _swap(self, old: LLMCall, new: LLMCall, prices: tuple[_Price, _Price]) -> None:
         self._all.swap(old, new, prices)
         if old.streamed:
@@ -276,7 +281,7 @@ class LLMStats:
             out["tokens"] = {"total": out.pop("total"), "prompt": out.pop("prompt"),
                              "completion": out.pop("completion"), "cached": self._cached,
                              "reasoning": self._reasoning}
-            out["per_model"] = {m: c.section(priced, self._ops[m].latency)
+            out["per_model"] = {m: c.section(priced, self._latency_of(m))
                                 for m, c in sorted(self._per_model.items())}
             out["per_agent"] = {g: c.section(priced) for g, c in sorted(self._per_agent.items())}
             return out
@@ -303,7 +308,7 @@ class LLMStats:
                     "streamed_calls": self._streamed,
                     "retries": self._retries,
                     "errors": self._errors,
-                    "per_model": {m: c.section(priced, self._ops[m].latency)
+                    "per_model": {m: c.section(priced, self._latency_of(m))
                                   for m, c in sorted(self._per_model.items())},
                     "per_agent": {g: c.section(priced) for g, c in sorted(self._per_agent.items())},
                     "ttft_p95_s": ttft,
