@@ -4,14 +4,18 @@ Both SDKs route every API method (``create``, ``parse``, the ``stream()`` helper
 streaming-response wrappers) through ``SyncAPIClient.request`` / ``AsyncAPIClient.request``
 in ``<sdk>._base_client``, which builds each HTTP attempt with ``BaseClient._build_request``;
 every result, whoever asks for it and whenever, is made by ``BaseAPIResponse._parse`` (also
-``LegacyAPIResponse._parse`` for ``with_raw_response``), and an error status by
-``BaseClient._make_status_error_from_response``.  Those are patched:
+``LegacyAPIResponse._parse`` for ``with_raw_response``), an error status by
+``BaseClient._make_status_error_from_response`` and a timeout or connection failure, once the
+retries are spent, by ``APIConnectionError.__init__`` (``APITimeoutError`` is one).  Those are
+patched:
 
 * ``request`` opens the call's window (start time, agent, the span it runs under; spans
   started inside it belong to it) and records an exception as the call's error;
 * ``_build_request`` ties each HTTP attempt to the call (and counts retries).  When an
   instrumentation captured ``request`` before the patch (OpenInference's
   ``OpenAI.request`` wrapper, logfire's ``client.request = ...``), the call starts here;
+* ``_make_status_error_from_response`` and ``APIConnectionError.__init__`` end the call of the
+  failed HTTP attempt as an error, also when ``request`` was not ours;
 * ``_parse`` reads the result (usage, model, response id) or wraps the ``Stream`` built from
   it, for a plain call inside ``request`` and for ``with_raw_response`` /
   ``with_streaming_response`` responses parsed later, anywhere.
@@ -134,6 +138,10 @@ class SDKPatch:
         self._patch(base_cls, "_make_status_error_from_response", self._status_error)
         for cls in parsers:
             self._patch(cls, "_parse", self._parse)
+        errors = modules.get(f"{pkg}._exceptions")
+        connection_error = getattr(errors, "APIConnectionError", None)
+        if isinstance(connection_error, type):
+            self._patch(connection_error, "__init__", self._connection_error)
         return True
 
     def uninstall(self) -> None:
@@ -217,6 +225,18 @@ class SDKPatch:
             return err
 
         return make_status_error
+
+    def _connection_error(self, original: Any) -> Any:
+        requests = self.requests
+
+        def init(err: Any, *args: Any, **kwargs: Any) -> None:
+            original(err, *args, **kwargs)
+            pending = _pop(requests, getattr(err, "request", None))
+            if pending is not None and not pending.done:
+                pending.fail(err)
+                pending.finish()
+
+        return init
 
     # -- sync ----------------------------------------------------------------------------
     def _sync_request(self, original: Any) -> Any:

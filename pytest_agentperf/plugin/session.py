@@ -38,7 +38,7 @@ __all__ = ["SESSION_KEY", "PerfSession", "Settings", "ensure_record"]
 #: seconds between snapshot writes of an in-progress report
 SNAPSHOT_INTERVAL = 1.0
 #: modules whose import switches the LLM capture on (patched the moment they are imported)
-LLM_MODULES = ("openai", "anthropic", "opentelemetry.trace", "httpx", "httpx2")
+LLM_MODULES = ("openai", "anthropic", "opentelemetry.trace", "httpx", "httpx2", "aiohttp")
 #: the first finished tests each get a snapshot (small, cheap), so quick tests
 #: before a long one that is killed are not lost to the interval
 EARLY_SNAPSHOTS = 10
