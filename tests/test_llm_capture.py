@@ -514,6 +514,31 @@ def test_aggregate_sections() -> None:
     assert aggregate_calls([])["llm"]["ttft_p95_s"] is None
 
 
+def test_finished_call_carries_every_field_of_the_pending_one() -> None:
+    """``PendingCall.finish`` builds the ``LLMCall`` positionally (it is on every call's path):
+    each field must land where it belongs."""
+    import dataclasses
+
+    from pytest_agentperf.llm._pending import PendingCall
+
+    got: list[LLMCall] = []
+    pending = PendingCall(got.append, "prov", "chat", "model-a", "agent-a", retries=5)
+    values = {"prompt_tokens": 11, "completion_tokens": 12, "total_tokens": 23,
+              "cached_tokens": 13, "reasoning_tokens": 14, "ttft_s": 0.5, "streamed": True,
+              "error": "Boom", "response_model": "model-b", "response_id": "rid-1"}
+    for name, value in values.items():
+        setattr(pending, name, value)
+    pending.finish()
+    call = got[0]
+    skip = {"latency_s", "replaces"}
+    assert {f.name for f in dataclasses.fields(LLMCall)} - skip - set(values) == {
+        "provider", "model", "operation", "agent", "retries", "source"}
+    assert {k: getattr(call, k) for k in values} == values
+    assert (call.provider, call.model, call.operation, call.agent, call.retries,
+            call.source, call.replaces) == ("prov", "model-a", "chat", "agent-a", 5, "sdk", None)
+    assert 0 <= call.latency_s < 60
+
+
 def test_stats_is_a_thread_safe_sink() -> None:
     stats = LLMStats()
     threads = [

@@ -25,7 +25,14 @@ class PendingCall:
     )
 
     def __init__(
-        self, sink: CallSink, provider: str, operation: str, model: str | None, agent: str | None
+        self,
+        sink: CallSink,
+        provider: str,
+        operation: str,
+        model: str | None,
+        agent: str | None,
+        on_finish: Callable[[LLMCall, CallSink], None] | None = None,
+        retries: int | None = 0,
     ) -> None:
         self.sink = sink
         self.provider = provider
@@ -41,13 +48,13 @@ class PendingCall:
         self.ttft_s: float | None = None
         self.streamed = False
         self.error: str | None = None
-        self.retries: int | None = 0
+        self.retries = retries
         self.response_id: str | None = None
         self.done = False
         #: the result reached the capture (read, or a stream being observed)
         self.observed = False
         #: counts the finished call in the sink instead of ``sink(call)`` (span dedupe)
-        self.on_finish: Callable[[LLMCall, CallSink], None] | None = None
+        self.on_finish = on_finish
         #: the finished call
         self.call: LLMCall | None = None
         self._t0 = time.perf_counter()
@@ -93,25 +100,25 @@ class PendingCall:
             return
         self.done = True
         latency = time.perf_counter() - self._t0
-        model = self.model or self.response_model or "unknown"
+        # positional, in LLMCall's field order (a frozen dataclass: keywords cost more)
         call = LLMCall(
-            provider=self.provider,
-            model=model,
-            operation=self.operation,
-            latency_s=latency,
-            agent=self.agent,
-            prompt_tokens=self.prompt_tokens,
-            completion_tokens=self.completion_tokens,
-            total_tokens=self.total_tokens,
-            cached_tokens=self.cached_tokens,
-            reasoning_tokens=self.reasoning_tokens,
-            ttft_s=self.ttft_s,
-            streamed=self.streamed,
-            error=self.error,
-            retries=self.retries,
-            response_model=self.response_model,
-            response_id=self.response_id,
-            source="sdk",
+            self.provider,
+            self.model or self.response_model or "unknown",
+            self.operation,
+            latency,
+            self.agent,
+            self.prompt_tokens,
+            self.completion_tokens,
+            self.total_tokens,
+            self.cached_tokens,
+            self.reasoning_tokens,
+            self.ttft_s,
+            self.streamed,
+            self.error,
+            self.retries,
+            self.response_model,
+            self.response_id,
+            "sdk",
         )
         self.call = call
         if self.on_finish is not None:

@@ -94,11 +94,12 @@ class HTTPNet:
 
     def check(self, request: Any) -> bool:
         """Report ``request`` (an ``httpx`` request) when it is an LLM API request that no
-        captured call accounts for; True when it is an LLM API request at all."""
+        captured call accounts for; True when an LLM API request was checked here (the
+        transport below must not check it again)."""
         capture = self._capture
         report = capture.on_uncaptured
-        if report is None:
-            return False
+        if report is None or capture.inflight.get() is not None:
+            return False  # not watching; or an SDK call of ours is sending it
         try:
             method = request.method
             path = request.url.path

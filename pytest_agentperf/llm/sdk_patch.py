@@ -36,7 +36,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ._pending import PendingCall
-from .calls import current_agent
+from .calls import _AGENT
 
 if TYPE_CHECKING:
     from .capture import LLMCapture
@@ -44,6 +44,8 @@ if TYPE_CHECKING:
 __all__ = ["SDKAdapter", "SDKPatch"]
 
 _MARK = "__agentperf_llm_original__"
+_MAX_ROUTES = 256
+_READ, _STREAM, _ASTREAM = 0, 1, 2
 
 
 class SDKAdapter(Protocol):
@@ -53,7 +55,8 @@ class SDKAdapter(Protocol):
     package: str
 
     def classify(self, options: Any) -> str | None:
-        """The operation name of a request (``FinalRequestOptions``), ``None`` to ignore it."""
+        """The operation name of a request (``FinalRequestOptions``), ``None`` to ignore it;
+        a function of ``options.method`` and ``options.url`` only (it is remembered)."""
 
     def read_result(self, pending: PendingCall, result: Any) -> None:
         """Fill usage, response model and response id from a non-streamed result."""
@@ -89,7 +92,15 @@ class SDKPatch:
         self._stream_types: tuple[type, ...] = ()
         self._async_stream_types: tuple[type, ...] = ()
         self._response_types: tuple[type, ...] = ()
+        #: the class of a result -> how to observe it (``_READ``, ``_STREAM``, ``_ASTREAM``)
+        self._kinds: dict[type, int] = {}
+        #: (method, url) of a request -> its operation (``None``: not an LLM call)
+        self._routes: dict[tuple[Any, Any], str | None] = {}
+        self._provider = adapter.provider
+        self._note_sdk_call = capture.span_processor.note_sdk_call
         self.retries_visible = False
+        #: a new call's ``retries``: 0, or ``None`` when this SDK version does not show them
+        self._retries_start: int | None = None
         #: the HTTP attempt (``httpx.Request``) -> its call, until the response is parsed
         self.requests: weakref.WeakKeyDictionary[Any, PendingCall] = weakref.WeakKeyDictionary()
         #: the call last started by ``_build_request`` in this context (its retries find it)
@@ -132,6 +143,8 @@ class SDKPatch:
             )
         except (TypeError, ValueError):
             self.retries_visible = False
+        self._retries_start = 0 if self.retries_visible else None
+        self._kinds.clear()
         self._patch(sync_cls, "request", self._sync_request)
         self._patch(async_cls, "request", self._async_request)
         self._patch(base_cls, "_build_request", self._build_request)
@@ -163,24 +176,36 @@ class SDKPatch:
         self._originals.append((cls, name, original))
 
     # -- start of a call ---------------------------------------------------------------
+    def _classify(self, options: Any) -> str | None:
+        """``adapter.classify``, remembered per (method, url): an SDK asks the same few."""
+        try:
+            key = (options.method, options.url)
+            return self._routes[key]
+        except KeyError:
+            operation = self.adapter.classify(options)
+            if len(self._routes) < _MAX_ROUTES:
+                self._routes[key] = operation
+            return operation
+        except (AttributeError, TypeError):  # options of an unknown shape, an unhashable url
+            return self.adapter.classify(options)
+
     def _begin(self, options: Any) -> PendingCall | None:
         capture = self._capture
         sink = capture.sink
         if sink is None or capture.inflight.get() is not None:
             return None
-        operation = self.adapter.classify(options)
+        operation = self._classify(options)
         if operation is None:
             return None
-        processor = capture.span_processor
         pending = PendingCall(
-            sink, self.adapter.provider, operation, _request_model(options), current_agent()
+            sink, self._provider, operation, _request_model(options), _AGENT.get(),
+            self._note_sdk_call, self._retries_start,
         )
-        span_agent = processor.on_sdk_call(pending)
-        if pending.agent is None:
-            pending.agent = span_agent
-        pending.on_finish = processor.note_sdk_call
-        if not self.retries_visible:
-            pending.retries = None  # an SDK version without retries_taken: not visible
+        processor = capture.span_processor
+        if processor.live_spans:  # only when spans are open: the one that is current
+            span_agent = processor.on_sdk_call(pending)
+            if pending.agent is None:
+                pending.agent = span_agent
         return pending
 
     def _build_request(self, original: Any) -> Any:
@@ -322,17 +347,26 @@ class SDKPatch:
 
     def _after(self, pending: PendingCall, result: Any) -> None:
         pending.observed = True
-        if isinstance(result, self._stream_types):
-            pending.streamed = True
-            _wrap_sync_stream(result, pending, self.adapter.read_item)
-        elif isinstance(result, self._async_stream_types):
-            pending.streamed = True
-            _wrap_async_stream(result, pending, self.adapter.read_item)
-        else:
+        cls = type(result)
+        kind = self._kinds.get(cls)
+        if kind is None:
+            if issubclass(cls, self._stream_types):
+                kind = _STREAM
+            elif issubclass(cls, self._async_stream_types):
+                kind = _ASTREAM
+            else:
+                kind = _READ
+            if len(self._kinds) < _MAX_ROUTES:
+                self._kinds[cls] = kind
+        if kind == _READ:
             try:
                 self.adapter.read_result(pending, result)
             finally:
                 pending.finish()
+        else:
+            pending.streamed = True
+            wrap = _wrap_sync_stream if kind == _STREAM else _wrap_async_stream
+            wrap(result, pending, self.adapter.read_item)
 
 
 def _wrap_sync_stream(

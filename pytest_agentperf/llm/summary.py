@@ -9,6 +9,7 @@ function of a list of calls.
 from __future__ import annotations
 
 import threading
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,6 +18,8 @@ from ..stats import SampleSet
 from .calls import LLMCall
 
 __all__ = ["LLMOperationSamples", "LLMStats", "aggregate_calls", "operation_samples"]
+
+_BATCH = 256
 
 
 @dataclass
@@ -27,7 +30,7 @@ class LLMOperationSamples:
     ttft: SampleSet = field(default_factory=SampleSet)
 
 
-@dataclass
+@dataclass(slots=True)
 class _Counter:
     calls: int = 0
     prompt: int = 0
@@ -38,12 +41,14 @@ class _Counter:
 
     def add(self, call: LLMCall) -> None:
         self.calls += 1
+        total = call.total_tokens
+        if total is None:
+            self.unknown_calls += 1
+        else:
+            self.total += total
         self.prompt += call.prompt_tokens or 0
         self.completion += call.completion_tokens or 0
-        self.total += call.total_tokens or 0
         self.cached += call.cached_tokens or 0
-        if call.total_tokens is None:
-            self.unknown_calls += 1
 
     def swap(self, old: LLMCall, new: LLMCall) -> None:
         """Replace the token counts of ``old`` by those of ``new`` (the same call)."""
@@ -83,6 +88,8 @@ class LLMStats:
         self._ttft = SampleSet()
         self._uncaptured: dict[str, int] = {}
         self._unknown_streams = 0
+        #: calls not folded in yet (bounded: folded every ``_BATCH`` calls)
+        self._queue: deque[LLMCall] = deque()
 
     def add_uncaptured(self, path: str) -> None:
         """Record an LLM API request (its URL path) that no captured call accounts for."""
@@ -97,37 +104,66 @@ class LLMStats:
         return sum(self._uncaptured.values())
 
     def add(self, call: LLMCall) -> None:
-        """Record one call (a call with ``replaces`` corrects the counts of an earlier one)."""
-        old = call.replaces
-        if old is not None:
-            with self._lock:
-                self._swap(old, call)
-            return
-        with self._lock:
-            self._all.add(call)
-            if call.cached_tokens is not None:
-                self._cached = (self._cached or 0) + call.cached_tokens
-            if call.reasoning_tokens is not None:
-                self._reasoning = (self._reasoning or 0) + call.reasoning_tokens
-            self._retries += call.retries or 0
-            if call.error is not None:
-                self._errors += 1
-            if call.streamed:
-                self._streamed += 1
-                if call.total_tokens is None:
-                    self._unknown_streams += 1
-            self._per_model.setdefault(call.model, _Counter()).add(call)
-            if call.agent is not None:
-                self._per_agent.setdefault(call.agent, _Counter()).add(call)
-            ops = self._ops.get(call.model)
-            if ops is None:
-                ops = self._ops[call.model] = LLMOperationSamples()
-            ops.latency.add(call.latency_s)
-            if call.ttft_s is not None:
-                ops.ttft.add(call.ttft_s)
-                self._ttft.add(call.ttft_s)
+        """Record one call (a call with ``replaces`` corrects the counts of an earlier one).
+
+        The call is queued and folded in later, in order, by batches (and whenever a figure
+        is read): the test that makes the call pays for an append only.
+        """
+        queue = self._queue
+        queue.append(call)
+        if len(queue) >= _BATCH:
+            self._drain()
 
     __call__ = add
+
+    def _drain(self) -> None:
+        """Fold the queued calls in (in the order they came)."""
+        queue = self._queue
+        if not queue:
+            return
+        with self._lock:
+            while queue:
+                try:
+                    call = queue.popleft()
+                except IndexError:  # emptied by a thread that was folding too
+                    break
+                if call.replaces is not None:
+                    self._swap(call.replaces, call)
+                else:
+                    self._fold(call)
+
+    def _fold(self, call: LLMCall) -> None:
+        """Count one call (under the lock)."""
+        model, agent, ttft = call.model, call.agent, call.ttft_s
+        self._all.add(call)
+        if call.cached_tokens is not None:
+            self._cached = (self._cached or 0) + call.cached_tokens
+        if call.reasoning_tokens is not None:
+            self._reasoning = (self._reasoning or 0) + call.reasoning_tokens
+        if call.retries:
+            self._retries += call.retries
+        if call.error is not None:
+            self._errors += 1
+        if call.streamed:
+            self._streamed += 1
+            if call.total_tokens is None:
+                self._unknown_streams += 1
+        counter = self._per_model.get(model)
+        if counter is None:
+            counter = self._per_model[model] = _Counter()
+        counter.add(call)
+        if agent is not None:
+            counter = self._per_agent.get(agent)
+            if counter is None:
+                counter = self._per_agent[agent] = _Counter()
+            counter.add(call)
+        ops = self._ops.get(model)
+        if ops is None:
+            ops = self._ops[model] = LLMOperationSamples()
+        ops.latency.add(call.latency_s)
+        if ttft is not None:
+            ops.ttft.add(ttft)
+            self._ttft.add(ttft)
 
     def _swap(self, old: LLMCall, new: LLMCall) -> None:
         self._all.swap(old, new)
@@ -146,15 +182,18 @@ class LLMStats:
 
     @property
     def calls(self) -> int:
+        self._drain()
         return self._all.calls
 
     @property
     def unknown_calls(self) -> int:
         """Calls whose token usage the provider did not report."""
+        self._drain()
         return self._all.unknown_calls
 
     def per_model_tokens(self) -> dict[str, tuple[int, int, int, int]]:
         """``model -> (prompt, cached, completion, unknown_calls)`` for cost estimates."""
+        self._drain()
         with self._lock:
             return {
                 m: (c.prompt, c.cached, c.completion, c.unknown_calls)
@@ -163,11 +202,13 @@ class LLMStats:
 
     def ttft_p95_s(self) -> float | None:
         """p95 of the time to first token over streamed calls, ``None`` without any."""
+        self._drain()
         with self._lock:
             return self._ttft.percentile(95) if len(self._ttft) else None
 
     def operation_samples(self) -> dict[str, LLMOperationSamples]:
         """``{"llm:<model>": samples}`` for the plugin to add as operations (do not mutate)."""
+        self._drain()
         with self._lock:
             return {f"llm:{m}": s for m, s in self._ops.items()}
 
