@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from .reportdata import at, number
 from .units import fmt_quantity
 
 __all__ = [
@@ -57,8 +58,8 @@ def _latency(q: str, text: str) -> BudgetKey:
                      ("latency", q), ("latency", "count"))
 
 
-#: Every valid budget key, in display order.  Other modules add to this table
-#: only through :func:`register_key`, so the set of keys lives in one place.
+#: Every valid budget key, in display order: the one table that validation, help, the checks
+#: and the docs read.
 BUDGET_KEYS: dict[str, BudgetKey] = {
     k.name: k
     for k in (
@@ -117,11 +118,6 @@ GUIDE_ALIASES: dict[str, str] = {
 }
 
 
-def register_key(key: BudgetKey) -> None:
-    """Add a budget key (used by the modules that measure it)."""
-    BUDGET_KEYS[key.name] = key
-
-
 def _valid_keys() -> str:
     return ", ".join(BUDGET_KEYS)
 
@@ -133,29 +129,29 @@ def _check_value(key: BudgetKey, value: object, source: str) -> float:
             f"(expected {key.unit}, e.g. {key.name}=1.0)"
         )
     try:
-        number = float(value)
+        limit = float(value)
     except OverflowError:
         raise BudgetError(
             f"{source}: {key.name}={_short(value)} is too large to be a limit "
             f"(expected a finite number, unit {key.unit})"
         ) from None
-    if math.isnan(number) or math.isinf(number):
+    if math.isnan(limit) or math.isinf(limit):
         raise BudgetError(f"{source}: {key.name}={value!r} must be a finite number")
     if key.domain == "count":
-        if number < 0 or number != int(number):
+        if limit < 0 or limit != int(limit):
             raise BudgetError(
                 f"{source}: {key.name}={value!r} must be a whole number >= 0 "
                 "(0 means none allowed)"
             )
     elif key.domain == "fraction":
-        if not 0.0 <= number <= 1.0:
+        if not 0.0 <= limit <= 1.0:
             raise BudgetError(
                 f"{source}: {key.name}={value!r} must be a fraction between 0 and 1 "
                 "(0 means none allowed)"
             )
-    elif number <= 0:
+    elif limit <= 0:
         raise BudgetError(f"{source}: {key.name}={value!r} must be a number > 0 ({key.unit})")
-    return number
+    return limit
 
 
 def _short(value: object) -> str:
@@ -243,47 +239,38 @@ def _distinct(value: float, limit: float, unit: str) -> tuple[str, str]:
     return a, b
 
 
-def _lookup(record: Mapping[str, Any], path: tuple[str, ...]) -> Any:
-    node: Any = record
-    for part in path:
-        if not isinstance(node, Mapping):
-            return None
-        node = node.get(part)
-    return node
-
-
 def measured_value(record: Mapping[str, Any], key: BudgetKey) -> Any:
-    return _lookup(record, key.path)
+    return at(record, *key.path)
 
 
 def _unknown_note(record: Mapping[str, Any], name: str) -> str | None:
     """Why the value of ``name`` cannot be trusted to be within its limit, if so."""
-    uncaptured = _lookup(record, ("llm", "uncaptured_paths"))
+    uncaptured = at(record, "llm", "uncaptured_paths")
     if uncaptured and name in ("tokens", "tokens_per_request", "llm_calls", "cost_usd"):
         return ("LLM API requests the capture did not see as calls: "
                 + ", ".join(f"{n}x POST {p}" for p, n in uncaptured.items()))
     if name in ("tokens", "tokens_per_request"):
-        unknown = _lookup(record, ("tokens", "unknown_calls")) or 0
+        unknown = at(record, "tokens", "unknown_calls") or 0
         if unknown:
-            streams = _lookup(record, ("llm", "unknown_usage_streams")) or 0
+            streams = at(record, "llm", "unknown_usage_streams") or 0
             why = (" (streams without stream_options={'include_usage': True})"
                    if streams == unknown else "")
             return f"{unknown} LLM calls reported no usage{why}; the total is a lower bound"
     elif name == "n_plus_one":
-        check = _lookup(record, ("n_plus_one_check",))
+        check = at(record, "n_plus_one_check")
         if isinstance(check, Mapping) and check.get("checked") is False:
             return str(check.get("reason") or "N+1 was not judged")
     elif name == "memory_mb":
-        memory = _lookup(record, ("memory",))
+        memory = at(record, "memory")
         if isinstance(memory, Mapping) and memory.get("peak_mb") is None and memory.get("note"):
             return str(memory["note"])
     elif name == "ttft_p95":
-        if _lookup(record, ("llm", "ttft_p95_s")) is None:
+        if at(record, "llm", "ttft_p95_s") is None:
             return "no streamed LLM call measured a time to first token"
     elif name == "cost_usd":
-        if _lookup(record, ("llm",)) is None:
+        if at(record, "llm") is None:
             return None  # no LLM call: nothing was spent
-        cost = _lookup(record, ("llm", "cost"))
+        cost = at(record, "llm", "cost")
         if cost is None:
             return "no price table: set the perf_llm_prices ini option"
         if not cost.get("complete", False):
@@ -294,13 +281,6 @@ def _unknown_note(record: Mapping[str, Any], name: str) -> str | None:
                 parts.append(f"{cost['unknown_usage_calls']} calls without usage")
             return "cost is a lower bound: " + "; ".join(parts)
     return None
-
-
-def _finite(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    number = float(value)
-    return number if math.isfinite(number) else None
 
 
 def check_budget(
@@ -326,14 +306,14 @@ def check_budget(
         key = BUDGET_KEYS[name]
         limit = budget[name]
         raw = measured_value(record, key)
-        count = _lookup(record, key.count_path) if key.count_path else None
-        finite_count = _finite(count)
+        count = at(record, *key.count_path) if key.count_path else None
+        finite_count = number(count)
         n = int(finite_count) if finite_count is not None else None
         if raw is None and key.when_absent is not None and _nothing_happened(record, key):
             raw = key.when_absent
-        if raw is None and name in skip_absent and _lookup(record, key.path[:1]) is None:
+        if raw is None and name in skip_absent and at(record, *key.path[:1]) is None:
             continue
-        value = _finite(raw)
+        value = number(raw)
         if value is None:
             out.append(Violation(name, None, limit, key.unit, n,
                                  "unverifiable: " + _missing(record, key, raw)))
@@ -350,8 +330,8 @@ def check_budget(
 
 def _nothing_happened(record: Mapping[str, Any], key: BudgetKey) -> bool:
     """The record has no section for ``key`` at all, or the section has no entry for it."""
-    return (_lookup(record, key.path[:1]) is None
-            or isinstance(_lookup(record, key.path[:-1]), Mapping))
+    return (at(record, *key.path[:1]) is None
+            or isinstance(at(record, *key.path[:-1]), Mapping))
 
 
 def _missing(record: Mapping[str, Any], key: BudgetKey, raw: Any) -> str:

@@ -45,9 +45,9 @@ from .history import (
     is_url,
     open_history,
 )
-from .html import add_html_parser
 from .merge import merge_reports
 from .report import ReportError, load_report, write_report
+from .units import fmt_change, fmt_value
 
 __all__ = ["SUBCOMMANDS", "build_parser", "main"]
 
@@ -212,10 +212,6 @@ def add_history_parser(subparsers: Any) -> None:
     p.set_defaults(func=run_history)
 
 
-def _ms(value: float | None) -> str:
-    return "-" if value is None else f"{value * 1e3:.2f}"
-
-
 def _table(header: Sequence[str], rows: Sequence[tuple[str, ...]]) -> str:
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
@@ -254,19 +250,19 @@ def run_history(args: argparse.Namespace) -> int:
         marks: dict[int, list[str]] = {}
         for c in changes:
             marks.setdefault(c.run_id, []).append(
-                f"{c.metric.split('.')[-1]} {_pct(c.change)}")
+                f"{c.metric.split('.')[-1]} {fmt_change(c.change)}")
         first = next((p.p50 for p in points if p.p50), None)
         trend_rows: list[tuple[str, ...]] = [
             (str(p.run_id), p.created, (p.git_commit or "-")[:10], p.outcome or "-",
-             _ms(p.p50), _ms(p.p95), _ms(p.mean), "-" if p.count is None else str(p.count),
-                 "-" if p.peak_mb is None else f"{p.peak_mb:.1f}",
+             fmt_value(p.p50, "s"), fmt_value(p.p95, "s"), fmt_value(p.mean, "s"),
+                 "-" if p.count is None else str(p.count), fmt_value(p.peak_mb, "MiB"),
                  "-" if p.tokens is None else str(p.tokens),
-                 "-" if not (first and p.p50) else f"{(p.p50 / first - 1) * 100:+.1f}%",
+                 fmt_change(p.p50 / first - 1 if first and p.p50 else None),
                  ("<- change: " + ", ".join(marks[p.run_id])) if p.run_id in marks else "")
                 for p in points]
         print(f"{nodeid} (machine group {group})")
-        print(_table(("run", "created (UTC)", "commit", "outcome", "p50 ms", "p95 ms",
-                      "mean ms", "n", "peak MiB", "tokens", "p50 vs first", ""), trend_rows))
+        print(_table(("run", "created (UTC)", "commit", "outcome", "p50", "p95", "mean",
+                      "n", "peak memory", "tokens", "p50 vs first", ""), trend_rows))
         if changes:
             print("\nchange points (E-divisive, permutation test):")
             for c in changes:
@@ -277,19 +273,11 @@ def run_history(args: argparse.Namespace) -> int:
     return 0
 
 
-def _pct(change: float | None) -> str:
-    return "n/a" if change is None else f"{change * 100:+.1f}%"
-
-
-def _value(v: float, unit: str) -> str:
-    if unit == "s":
-        return f"{v * 1e3:.2f} ms"
-    return f"{v:.1f} MiB" if unit == "MiB" else f"{v:g} {unit}"
 
 
 def _describe_change(c: Any) -> str:
-    return (f"{c.metric} {_value(c.before, c.unit)} -> {_value(c.after, c.unit)} "
-            f"({_pct(c.change)}, p={c.p_value:.3g})")
+    return (f"{c.metric} {fmt_value(c.before, c.unit)} -> {fmt_value(c.after, c.unit)} "
+            f"({fmt_change(c.change)}, p={c.p_value:.3g})")
 
 
 def _print_changes(history: HistoryStore, args: argparse.Namespace) -> int:
@@ -303,7 +291,7 @@ def _print_changes(history: HistoryStore, args: argparse.Namespace) -> int:
         print(f"no change points in the last {args.recent} runs of any test")
         return 0
     rows = [(c.nodeid, c.metric, str(c.run_id), (c.git_commit or "-")[:10],
-             _value(c.before, c.unit), _value(c.after, c.unit), _pct(c.change),
+             fmt_value(c.before, c.unit), fmt_value(c.after, c.unit), fmt_change(c.change),
              f"{c.p_value:.3g}", str(c.runs_ago)) for c in changes]
     print(_table(("test", "metric", "run", "commit", "before", "after", "change", "p",
                   "runs ago"), rows))
@@ -353,6 +341,42 @@ def _resolve_nodeid(known: list[str], wanted: str, db: str) -> str:
         raise CliError(f"no test matching {wanted!r} in history database {db}")
     raise CliError(f"{wanted!r} matches {len(matches)} tests in {db}: "
                    + ", ".join(matches[:5]) + (", …" if len(matches) > 5 else ""))
+
+
+# -- html ------------------------------------------------------------------------------
+def add_html_parser(subparsers: Any) -> None:
+    """Add the ``html`` subcommand to an ``argparse`` subparsers object."""
+    p: argparse.ArgumentParser = subparsers.add_parser(
+        "html", help="render a JSON report as a self-contained HTML page",
+        description="Render a pytest-agentperf JSON report as one self-contained HTML file "
+        "(inline SVG charts, no network resources).")
+    p.add_argument("report", help="the JSON report (written by pytest --perf-report)")
+    p.add_argument("--db", default=None, metavar="PATH|URL",
+                   help="draw each test's trend from this history database, a SQLite file "
+                   "or a postgresql:// URL (written by pytest --perf-history)")
+    p.add_argument("-o", "--output", default=None, metavar="OUT.html",
+                   help="where to write the page (default: the report's path with .html)")
+    p.set_defaults(func=run_html)
+
+
+def run_html(args: argparse.Namespace) -> int:
+    """The ``html`` subcommand: 0 on success; a bad report, database or output raises
+    (:func:`main` turns it into one line and exit status 2)."""
+    from .html import write_html
+
+    report = load_report(args.report)
+    out = Path(args.output) if args.output else Path(args.report).with_suffix(".html")
+    history = None
+    db_path = getattr(args, "db", None)
+    if db_path is not None:
+        with _open_history(db_path) as db:
+            history = db.trends([str(t.get("nodeid")) for t in report["tests"]])
+    try:
+        write_html(out, report, history=history)
+    except OSError as exc:
+        raise CliError(f"cannot write {out}: {exc.strerror or exc}") from None
+    print(f"wrote {out}")
+    return 0
 
 
 #: One ``add_<name>_parser(subparsers)`` per subcommand, in help order.

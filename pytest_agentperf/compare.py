@@ -22,8 +22,8 @@ statistically significant:
 Improvements are the mirror image.  Everything here is pure Python (no
 scipy); percentiles come from :mod:`pytest_agentperf.stats`.
 
-:func:`merge_reports` (CI shards, repeated runs) also lives here: it pools the
-same bounded samples the comparison reads.
+Merging reports (CI shards, repeated runs) lives in :mod:`pytest_agentperf.merge`; it pools
+the same bounded samples the comparison reads.
 """
 
 from __future__ import annotations
@@ -35,6 +35,11 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
 from .report import ReportError, load_report
+from .reportdata import number as _num
+from .reportdata import samples as _samples
+from .units import fmt_change as _fmt_change
+from .units import fmt_p as _fmt_p
+from .units import fmt_value as _fmt_value
 
 __all__ = [
     "VERDICTS",
@@ -381,17 +386,6 @@ class ReportComparison:
 
 
 # -- comparing -------------------------------------------------------------------------
-def _num(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    number = float(value)
-    return number if math.isfinite(number) else None
-
-
-def _samples(value: Any) -> list[float]:
-    if not isinstance(value, list):
-        return []
-    return [float(v) for v in value if _num(v) is not None]
 
 
 def _change(baseline: float | None, current: float | None) -> float | None:
@@ -628,31 +622,7 @@ def environment_warnings(base_env: Any, cur_env: Any) -> list[str]:
             + "): timings may differ for reasons other than the code"]
 
 
-# -- formatting -------------------------------------------------------------------------
-def _fmt_p(p: float) -> str:
-    return f"{p:.2g}" if p >= 1e-4 else f"{p:.1e}"
-
-
-def _fmt_change(change: float | None) -> str:
-    if change is None:
-        return "n/a"
-    return f"{change * 100:+.1f}%"
-
-
-def _fmt_value(value: float | None, unit: str) -> str:
-    if value is None:
-        return "-"
-    if unit == "s":
-        if value < 1e-3:
-            return f"{value * 1e6:.1f} us"
-        if value < 1:
-            return f"{value * 1e3:.2f} ms"
-        return f"{value:.3f} s"
-    if unit == "MiB":
-        return f"{value:.1f} MiB"
-    return f"{value:g} {unit}"
-
-
+# -- formatting (pytest_agentperf.units) -----------------------------------------------
 def format_comparison(comparison: ReportComparison, show_all: bool = False) -> str:
     """A plain-text table of the changes (every metric when ``show_all``)."""
     rows: list[tuple[str, str, str, str, str, str, str]] = []

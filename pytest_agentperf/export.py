@@ -16,24 +16,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from .report import ReportError, atomic_write_text, load_report
+from .reportdata import number
 
 __all__ = ["FORMATS", "add_export_parser", "export_report"]
 
 FORMATS = ("github-action-benchmark", "bencher", "openmetrics")
-
-
-def _num(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    number = float(value)
-    return number if math.isfinite(number) else None
 
 
 def _figures(test: Mapping[str, Any]) -> dict[str, float]:
@@ -42,14 +35,14 @@ def _figures(test: Mapping[str, Any]) -> dict[str, float]:
     raw = test.get("latency")
     latency: Mapping[str, Any] = raw if isinstance(raw, Mapping) else {}
     for key in ("p50", "p95", "min", "max"):
-        value = _num(latency.get(key))
+        value = number(latency.get(key))
         if value is not None:
             out[key] = value
     memory = test.get("memory")
-    if isinstance(memory, Mapping) and _num(memory.get("peak_mb")) is not None:
+    if isinstance(memory, Mapping) and number(memory.get("peak_mb")) is not None:
         out["peak_mb"] = float(memory["peak_mb"])
     tokens = test.get("tokens")
-    if isinstance(tokens, Mapping) and _num(tokens.get("total")) is not None:
+    if isinstance(tokens, Mapping) and number(tokens.get("total")) is not None:
         out["tokens"] = float(tokens["total"])
     violations = test.get("violations")
     out["violations"] = float(len(violations)) if isinstance(violations, list) else 0.0

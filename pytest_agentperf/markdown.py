@@ -12,7 +12,7 @@ import html
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from .compare import _fmt_change, _fmt_p, _fmt_value
+from .units import fmt_change, fmt_p, fmt_value
 
 __all__ = ["GITHUB_SUMMARY_LIMIT", "comparison_dict", "comparison_markdown", "escape",
            "job_summary"]
@@ -95,10 +95,10 @@ def _violation_rows(tests: Sequence[Mapping[str, Any]]) -> list[list[str]]:
         for v in t.get("violations") or []:
             unit = str(v.get("unit") or "")
             value = v.get("value")
-            measured = "unverifiable" if value is None else _fmt_value(value, unit)
+            measured = "unverifiable" if value is None else fmt_value(value, unit)
             n = v.get("count")
             rows.append([escape(t.get("nodeid", "?")), escape(v.get("metric", "?")),
-                         escape(measured), escape(_fmt_value(v.get("limit"), unit)),
+                         escape(measured), escape(fmt_value(v.get("limit"), unit)),
                          "-" if n is None else str(n)])
     return rows
 
@@ -108,9 +108,9 @@ def _regression_row(nodeid: str, m: Mapping[str, Any]) -> list[str]:
     p = evidence.get("p_value")
     unit = str(m.get("unit") or "")
     return [escape(nodeid), escape(m.get("metric", "?")),
-            escape(f"{_fmt_value(m.get('baseline'), unit)} → {_fmt_value(m.get('current'), unit)}"),
-            escape(_fmt_change(m.get("change"))),
-            "-" if p is None else escape(_fmt_p(p))]
+            escape(f"{fmt_value(m.get('baseline'), unit)} → {fmt_value(m.get('current'), unit)}"),
+            escape(fmt_change(m.get("change"))),
+            "-" if p is None else escape(fmt_p(p))]
 
 
 def _regression_rows(tests: Sequence[Mapping[str, Any]], verdict: str) -> list[list[str]]:
@@ -124,7 +124,7 @@ def _regression_rows(tests: Sequence[Mapping[str, Any]], verdict: str) -> list[l
 
 
 def _latency(t: Mapping[str, Any], key: str) -> str:
-    return escape(_fmt_value((t.get("latency") or {}).get(key), "s"))
+    return escape(fmt_value((t.get("latency") or {}).get(key), "s"))
 
 
 def _test_row(t: Mapping[str, Any]) -> list[str]:
@@ -132,7 +132,7 @@ def _test_row(t: Mapping[str, Any]) -> list[str]:
     tokens = (t.get("tokens") or {}).get("total")
     return [escape(t.get("nodeid", "?")), escape(t.get("outcome", "?")), _latency(t, "p50"),
             _latency(t, "p95"), str((t.get("latency") or {}).get("count", "-")),
-            "-" if memory.get("peak_mb") is None else f"{memory['peak_mb']:.1f}",
+            fmt_value(memory.get("peak_mb"), "MiB"),
             "-" if not tokens else str(tokens)]
 
 
@@ -166,7 +166,7 @@ def job_summary(report: Mapping[str, Any], limit: int = GITHUB_SUMMARY_LIMIT) ->
                   "regressions")
     if tests:
         w.folded(f"All {len(tests)} measured tests",
-                 ("Test", "Outcome", "p50", "p95", "n", "Peak MiB", "Tokens"),
+                 ("Test", "Outcome", "p50", "p95", "n", "Peak memory", "Tokens"),
                  (_test_row(t) for t in tests), "tests", len(tests))
     return w.text()
 

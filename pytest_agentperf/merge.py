@@ -15,7 +15,8 @@ import random
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from .compare import _num, _samples, environment_warnings
+from .compare import environment_warnings
+from .reportdata import number, samples
 from .stats import summarize
 
 __all__ = ["merge_entries", "merge_reports", "pool_samples"]
@@ -62,7 +63,7 @@ def _worst_outcome(outcomes: Iterable[Any]) -> str:
 
 
 def _mean(values: Iterable[Any]) -> float | None:
-    nums = [v for v in (_num(x) for x in values) if v is not None]
+    nums = [v for v in (number(x) for x in values) if v is not None]
     return math.fsum(nums) / len(nums) if nums else None
 
 
@@ -71,19 +72,19 @@ def _merge_latency(parts: list[Mapping[str, Any]]) -> tuple[dict[str, Any], bool
     if not with_data:
         return dict(parts[0]) if parts else summarize(()), True
     pooled, exact = pool_samples(
-        [(_samples(p.get("samples")), int(p["count"])) for p in with_data], _TEST_RESERVOIR)
+        [(samples(p.get("samples")), int(p["count"])) for p in with_data], _TEST_RESERVOIR)
     exact = exact and all(p.get("exact", True) for p in with_data)
     out = summarize(pooled)
     if not exact:  # count, min, max and mean are known exactly from the inputs
         count = sum(int(p["count"]) for p in with_data)
         out["count"] = count
-        mins = [_num(p.get("min")) for p in with_data]
-        maxs = [_num(p.get("max")) for p in with_data]
+        mins = [number(p.get("min")) for p in with_data]
+        maxs = [number(p.get("max")) for p in with_data]
         out["min"] = min(v for v in mins if v is not None) if any(
             v is not None for v in mins) else out["min"]
         out["max"] = max(v for v in maxs if v is not None) if any(
             v is not None for v in maxs) else out["max"]
-        sums = [(_num(p.get("mean")) or 0.0) * int(p["count"]) for p in with_data]
+        sums = [(number(p.get("mean")) or 0.0) * int(p["count"]) for p in with_data]
         out["mean"] = math.fsum(sums) / count
     out["exact"] = exact
     sources = []
@@ -98,10 +99,10 @@ def _merge_latency(parts: list[Mapping[str, Any]]) -> tuple[dict[str, Any], bool
 
 def _merge_operation(parts: list[Mapping[str, Any]], runs: int) -> tuple[dict[str, Any], bool]:
     pooled, exact = pool_samples(
-        [(_samples(p.get("samples")), int(p.get("count") or 0)) for p in parts], _OP_RESERVOIR)
+        [(samples(p.get("samples")), int(p.get("count") or 0)) for p in parts], _OP_RESERVOIR)
     out: dict[str, Any] = dict(parts[0])
     count = sum(int(p.get("count") or 0) for p in parts)
-    total_s = math.fsum(_num(p.get("total_s")) or 0.0 for p in parts)
+    total_s = math.fsum(number(p.get("total_s")) or 0.0 for p in parts)
     summary = summarize(pooled)
     out.update({
         "count": count,
@@ -109,7 +110,7 @@ def _merge_operation(parts: list[Mapping[str, Any]], runs: int) -> tuple[dict[st
         "mean_s": total_s / count if count else None,
         "p50_s": summary["p50"],
         "p95_s": summary["p95"],
-        "max_s": max((v for v in (_num(p.get("max_s")) for p in parts) if v is not None),
+        "max_s": max((v for v in (number(p.get("max_s")) for p in parts) if v is not None),
                      default=summary["max"]),
         "tokens": round(sum(int(p.get("tokens") or 0) for p in parts) / runs),
         "samples": pooled,
@@ -118,19 +119,19 @@ def _merge_operation(parts: list[Mapping[str, Any]], runs: int) -> tuple[dict[st
         if key in out:
             out[key] = round(sum(int(p.get(key) or 0) for p in parts) / runs)
     if "cpu_s" in out:
-        out["cpu_s"] = math.fsum(_num(p.get("cpu_s")) or 0.0 for p in parts) / runs
+        out["cpu_s"] = math.fsum(number(p.get("cpu_s")) or 0.0 for p in parts) / runs
     return out, exact
 
 
 def _peak(memory: Mapping[str, Any]) -> float:
-    return _num(memory.get("peak_mb")) or 0.0
+    return number(memory.get("peak_mb")) or 0.0
 
 
 def _merge_runs(parts: list[Mapping[str, Any]]) -> dict[str, Any]:
     """The ``runs`` objects (perf_runs) of several sessions: counts add up."""
     out = dict(parts[0])
     out["runs"] = sum(int(p.get("runs") or 0) for p in parts)
-    out["durations_s"] = [d for p in parts for d in _samples(p.get("durations_s"))][:10_000]
+    out["durations_s"] = [d for p in parts for d in samples(p.get("durations_s"))][:10_000]
     for key in ("tokens", "llm_calls"):
         total = sum(int((p.get(key) or {}).get("total") or 0) for p in parts)
         out[key] = {"mean": total / out["runs"] if out["runs"] else 0.0, "total": total}
@@ -166,11 +167,11 @@ def merge_entries(entries: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     memories: list[Mapping[str, Any]] = [
         e["memory"] for e in entries if isinstance(e.get("memory"), Mapping)]
     if memories:
-        peaks = [v for v in (_num(m.get("peak_mb")) for m in memories) if v is not None]
+        peaks = [v for v in (number(m.get("peak_mb")) for m in memories) if v is not None]
         values: list[float] = []
         for m in memories:
-            values.extend(_samples(m.get("values")) or [
-                v for v in (_num(m.get("peak_mb")),) if v is not None])
+            values.extend(samples(m.get("values")) or [
+                v for v in (number(m.get("peak_mb")),) if v is not None])
         best = max(memories, key=_peak)
         memory: dict[str, Any] = dict(best)
         if peaks:

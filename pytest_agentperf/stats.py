@@ -27,15 +27,11 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 __all__ = [
-    "DEFAULT_PERCENTILES",
     "SampleSet",
     "percentile",
     "percentiles",
     "summarize",
 ]
-
-#: The percentiles a latency summary reports.
-DEFAULT_PERCENTILES: tuple[float, ...] = (50.0, 90.0, 95.0, 99.0)
 
 # HDR histograms record integers: latencies are kept in nanoseconds.
 _NS = 1_000_000_000

@@ -1,14 +1,15 @@
 """The one formatter for measured figures shown to people: durations, sizes, counts.
 
 Significant digits, not fixed decimals: ``0.0004 s`` prints as ``400 µs``, never
-``0.000 s``.  Pure functions, no pytest.
+``0.000 s``.  Every report format (terminal, budget and regression messages, HTML,
+Markdown, the CLI's tables) formats through here.  Pure functions, no pytest.
 """
 
 from __future__ import annotations
 
 import math
 
-__all__ = ["fmt_quantity", "fmt_seconds", "sig"]
+__all__ = ["fmt_change", "fmt_p", "fmt_quantity", "fmt_seconds", "fmt_value", "sig"]
 
 
 def sig(value: float, digits: int = 3) -> str:
@@ -47,3 +48,22 @@ def fmt_quantity(value: float, unit: str, digits: int = 3) -> str:
     if unit == "fraction":
         return sig(value, digits)
     return f"{sig(value, digits)} {unit}"
+
+
+def fmt_value(value: object, unit: str, digits: int = 3) -> str:
+    """:func:`fmt_quantity` for a figure read from a report: ``-`` when it is not a number."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return "-"
+    return fmt_quantity(float(value), unit, digits)
+
+
+def fmt_change(change: object) -> str:
+    """A relative change: ``0.123`` -> ``+12.3%``; not a number -> ``n/a``."""
+    if isinstance(change, bool) or not isinstance(change, (int, float)):
+        return "n/a"
+    return f"{change * 100:+.1f}%"
+
+
+def fmt_p(p: float) -> str:
+    """A p-value: two significant digits, an exponent below 1e-4."""
+    return f"{p:.2g}" if p >= 1e-4 else f"{p:.1e}"

@@ -20,7 +20,7 @@ from pytest_agentperf.html import (
     MR,
     H,
     W,
-    add_html_parser,
+    asset,
     latency_chart,
     render_html,
     write_html,
@@ -304,11 +304,9 @@ def test_write_html_is_atomic_and_readable(tmp_path: Path) -> None:
 
 
 def _cli(*argv: str) -> int:
-    parser = argparse.ArgumentParser(prog="pytest-agentperf")
-    add_html_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(list(argv))
-    code: int = args.func(args)
-    return code
+    from pytest_agentperf.cli import main
+
+    return main(list(argv))
 
 
 def test_cli_renders_a_saved_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -343,8 +341,15 @@ def test_cli_unwritable_output(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert str(out) in capsys.readouterr().err
 
 
+def test_page_inlines_the_shipped_css_and_js() -> None:
+    page = render_html(_full_report())
+    css, js = asset("report.css"), asset("report.js")
+    assert "#tests>thead th" in css and 'getElementById("tests")' in js
+    assert f"<style>{css}</style>" in page and f"<script>{js}</script>" in page
+
+
 def test_run_html_is_callable_directly(tmp_path: Path) -> None:
-    from pytest_agentperf.html import run_html
+    from pytest_agentperf.cli import run_html
 
     report = tmp_path / "r.json"
     write_report(report, _full_report())

@@ -80,7 +80,7 @@ def test_github_summary_regressions_and_violations_first(
     regressions = text.index("### 📈 Regressions")
     details = text.index("<details><summary>All 3 measured tests</summary>")
     assert violations < regressions < details
-    assert "| test\\_suite.py::test\\_over | p95 | 900.00 ms | 500.00 ms | 1 |" in text
+    assert "| test\\_suite.py::test\\_over | p95 | 900 ms | 500 ms | 1 |" in text
     row = next(line for line in text.splitlines()
                if "test\\_slower" in line and "latency.p50" in line)
     assert "→" in row and "+" in row and "e-" in row  # before → after, change, p-value

@@ -125,6 +125,24 @@ def test_plugin_works_in_the_plain_install(plain_python: Path, tmp_path: Path) -
     assert (tmp_path / "r.json").is_file()
 
 
+def test_the_plain_install_ships_the_page_assets(plain_python: Path, tmp_path: Path) -> None:
+    """The HTML page's CSS and JS are package data: present in a non-editable install."""
+    (tmp_path / "test_one.py").write_text(
+        "def test_one(perf_record):\n    perf_record.add_latency(0.01)\n")
+    result = _run(plain_python, tmp_path, "--perf-html=r.html")
+    assert result.returncode == 0, result.stdout + result.stderr
+    page = (tmp_path / "r.html").read_text("utf-8")
+    out = subprocess.run(
+        [str(plain_python), "-c", "import pytest_agentperf.html as h, sys; "
+         "print(h.__file__); sys.stdout.write(h.asset('report.css'))"],
+        cwd=tmp_path, capture_output=True, text=True, check=True, timeout=60,
+    )
+    where, css = out.stdout.split("\n", 1)
+    assert ROOT not in Path(where).parents  # the installed copy, not this checkout
+    assert "#tests>thead th" in css and f"<style>{css}</style>" in page
+    assert 'getElementById("tests")' in page
+
+
 def test_normalise_keeps_real_differences() -> None:
     """The comparison above could fail: normalising keeps everything but noise."""
     a = "plugins: agentperf-0.1.0\nx at 0x7f12 in 0.01s\n"

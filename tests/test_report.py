@@ -235,6 +235,71 @@ def test_broken_hook_is_reported_not_an_internal_error(pt: pytest.Pytester) -> N
     assert "boom" in finding["message"]
 
 
+def test_check_entry_hook_judges_measured_tests(pt: pytest.Pytester) -> None:
+    pt.makeconftest(
+        """
+        def pytest_agentperf_check_entry(item, entry):
+            entry["mine"] = {"tokens_seen": entry["tokens"]["total"]}
+            if item.name == "test_broken":
+                raise RuntimeError("check exploded")
+            return [f"too many tokens for {item.name}"] if entry["tokens"]["total"] > 5 else []
+        """
+    )
+    pt.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.perf_budget(tokens=1000)
+        def test_many(perf_record):
+            perf_record.add_tokens(10)
+
+        @pytest.mark.perf_budget(tokens=1000)
+        def test_few(perf_record):
+            perf_record.add_tokens(1)
+
+        @pytest.mark.perf_budget(tokens=1000)
+        def test_broken(perf_record):
+            perf_record.add_tokens(1)
+
+        def test_unmeasured():
+            pass
+        """
+    )
+    result = pt.runpytest("--perf-report=r.json")
+    result.assert_outcomes(passed=3, failed=1)
+    result.stdout.fnmatch_lines(["*too many tokens for test_many*"])
+    result.stdout.no_fnmatch_line("*INTERNALERROR*")
+    tests = by_id(read_report(pt.path / "r.json"))
+    assert tests["test_many"]["mine"] == {
+        "tokens_seen": 10}
+    broken = tests["test_broken"]
+    assert [f["kind"] for f in broken["findings"]] == ["plugin_error"]
+    assert "check exploded" in broken["findings"][0]["message"]
+    assert len(tests) == 3  # a test without marker or fixture is not judged
+
+
+def test_trends_hook_feeds_the_html_page(pt: pytest.Pytester) -> None:
+    pt.makeconftest(
+        """
+        def pytest_agentperf_trends(config, nodeids):
+            return {n: [{"created": f"2026-01-0{i}T00:00:00Z", "p95": 0.01 * i,
+                         "peak_mb": None, "tokens": None, "changes": []}
+                        for i in (1, 2, 3)] for n in nodeids}
+        """
+    )
+    pt.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.perf_budget(p95=10)
+        def test_x(perf_record):
+            perf_record.add_latency(0.01)
+        """
+    )
+    pt.runpytest("--perf-html=r.html").assert_outcomes(passed=1)
+    assert "History (3 runs, 2026-01-01" in (pt.path / "r.html").read_text()
+
+
 def _comparable(report: dict) -> list[tuple]:
     return sorted(
         (t["nodeid"], t["outcome"], t["latency"]["count"], t["tokens"]["total"],
@@ -337,3 +402,38 @@ def test_odd_section_values_do_not_lose_the_report(pt: pytest.Pytester) -> None:
         odd = read_report(pt.path / "r.json")["tests"][0]["odd"]
         assert odd["obj"].startswith("<object object")
         assert odd["nan"] is None and odd["inf"] is None
+
+
+def test_environment_is_read_once_per_session_not_per_worker(
+        pt: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
+
+    git = shutil.which("git")
+    if git is None:
+        pytest.skip("needs git")  # a CI machine has it: .ci/run installs it
+    bindir = pt.path / "bin"
+    bindir.mkdir()
+    log = pt.path / "git.log"
+    fake = bindir / "git"
+    fake.write_text(f'#!/bin/sh\necho "$*" >> {log}\nexec {git} "$@"\n')
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ['PATH']}")
+    pt.makepyfile(test_env="""
+        import pytest
+
+        @pytest.mark.parametrize("i", range(4))
+        def test_x(perf_record, i):
+            perf_record.add_latency(0.01)
+    """)
+    pt.runpytest_subprocess("--perf-report=base.json").assert_outcomes(passed=4)
+    log.unlink()
+    pt.runpytest_subprocess("-n", "2", "--perf-report=r.json",
+                            "--perf-compare=base.json").assert_outcomes(passed=4)
+    # one `git rev-parse HEAD` for the whole session: not one per worker, nor one for the
+    # report and another for the regression gate (pytest-benchmark, installed here, asks
+    # `rev-parse --git-dir` in every process: not ours)
+    ours = [line for line in log.read_text().splitlines() if "--git-dir" not in line]
+    assert ours == ["rev-parse HEAD"]
+    report = read_report(pt.path / "r.json")
+    assert report["environment"] == read_report(pt.path / "base.json")["environment"] | {
+        "argv": report["environment"]["argv"]}

@@ -131,7 +131,7 @@ class HistoryBaseline:
         Change points are searched once, over the history and ``current``.
         """
         from ..merge import merge_entries
-        from .common import _num
+        from ..reportdata import finite_at
 
         points = self.store.trend(nodeid, limit=self.window, group=self.group,
                                   complete_only=True)
@@ -141,10 +141,11 @@ class HistoryBaseline:
         series = list(points)
         if current is not None:
             series.append(TrendPoint(
-                0, "now", None, current.get("outcome"), _num(current, "latency", "p50"),
-                _num(current, "latency", "p95"), _num(current, "latency", "mean"),
-                _num(current, "latency", "count"), _num(current, "memory", "peak_mb"),
-                _num(current, "tokens", "total")))
+                0, "now", None, current.get("outcome"), finite_at(current, "latency", "p50"),
+                finite_at(current, "latency", "p95"), finite_at(current, "latency", "mean"),
+                _int(finite_at(current, "latency", "count")),
+                finite_at(current, "memory", "peak_mb"),
+                _int(finite_at(current, "tokens", "total"))))
         found = {label: (unit, _detect(series, attr, e_divisive))
                  for attr, unit, label in METRICS}
         starts = [(pos, label, cp) for label, (_, cps) in found.items() for pos, cp in cps
@@ -194,3 +195,7 @@ class HistoryBaseline:
                         "runs": len(series) - first_pos, "change_points": len(chain),
                         "p_value": max(cp.p_value for _, cp in chain)})
         return out
+
+
+def _int(value: float | None) -> int | None:
+    return None if value is None else int(value)

@@ -31,6 +31,7 @@ from types import TracebackType
 from typing import Any, TextIO
 
 from ..report import SCHEMA_VERSION, json_safe, utc_now
+from ..reportdata import finite_at
 
 __all__ = [
     "DEFAULT_BASELINE_RUNS",
@@ -147,12 +148,6 @@ class TrendPoint:
     tokens: int | None
 
 
-def _num(node: Any, *path: str) -> Any:
-    for part in path:
-        if not isinstance(node, Mapping):
-            return None
-        node = node.get(part)
-    return node if isinstance(node, (int, float)) and not isinstance(node, bool) else None
 
 
 def _dumps(value: Any) -> str:
@@ -196,9 +191,10 @@ def test_rows(report: Mapping[str, Any]) -> list[tuple[Any, ...]]:
         entry = {k: v for k, v in t.items() if k != "baseline"}
         nodeid = str(t.get("nodeid"))
         rows[nodeid] = (
-            nodeid, t.get("outcome"), _num(t, "latency", "p50"), _num(t, "latency", "p95"),
-            _num(t, "latency", "mean"), _num(t, "latency", "count"),
-            _num(t, "memory", "peak_mb"), _num(t, "tokens", "total"),
+            nodeid, t.get("outcome"), finite_at(t, "latency", "p50"),
+            finite_at(t, "latency", "p95"),
+            finite_at(t, "latency", "mean"), finite_at(t, "latency", "count"),
+            finite_at(t, "memory", "peak_mb"), finite_at(t, "tokens", "total"),
             json.dumps(entry, separators=(",", ":"), allow_nan=False, default=str),
         )
     return list(rows.values())

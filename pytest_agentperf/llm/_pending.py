@@ -59,9 +59,6 @@ class PendingCall:
         self.call: LLMCall | None = None
         self._t0 = time.perf_counter()
 
-    def elapsed(self) -> float:
-        return time.perf_counter() - self._t0
-
     def first_content(self) -> None:
         """Mark the time to first token (first call wins)."""
         if self.ttft_s is None:

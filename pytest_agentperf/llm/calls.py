@@ -1,7 +1,7 @@
 """The record of one LLM call and the agent scope that attributes calls to an agent.
 
 An :class:`LLMCall` is what every source (the ``openai`` and ``anthropic`` SDK patches, the
-OpenTelemetry span processor) produces, and what the aggregation in :mod:`.stats` consumes.
+OpenTelemetry span processor) produces, and what the aggregation in :mod:`.summary` consumes.
 Token counts are ``None`` when the provider did not report them (for example a stream
 without ``stream_options={"include_usage": True}``): unknown is never written as 0.
 """

@@ -235,7 +235,7 @@ class LLMStats:
                     "per_agent": {g: c.section() for g, c in sorted(self._per_agent.items())},
                     "ttft_p95_s": ttft,
                     "unknown_usage_streams": self._unknown_streams,
-                    "uncaptured_calls": sum(self._uncaptured.values()),
+                    "uncaptured_calls": self.uncaptured_calls,
                     "uncaptured_paths": dict(sorted(self._uncaptured.items())),
                 },
             }

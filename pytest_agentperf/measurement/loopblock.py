@@ -222,7 +222,6 @@ class LoopBlockDetector:
         self._block_count = 0
         self._max_block_s = 0.0
         self._total_blocked_s = 0.0
-        self._samples_taken = 0
         # Lifecycle.
         self._loop: asyncio.AbstractEventLoop | None = None
         self._dispatch: _Dispatch | None = None
@@ -329,7 +328,6 @@ class LoopBlockDetector:
             with self._lock:
                 if self._step_start == start:  # still the same step: the stack is its own
                     self._pending = (start, raw)
-                    self._samples_taken += 1
 
     # -- loop thread, slow path ----------------------------------------------
     def _record(self, start: int, end: int, handle: events.Handle) -> None:

@@ -40,7 +40,6 @@ import ctypes
 import os
 import sys
 import threading
-import time
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -304,8 +303,3 @@ class MemoryProbe:
                 self._started_tracing = False
         peak = max(peak, end)
         return MemoryResult(method, self._start / MiB, end / MiB, max(0, peak - self._start) / MiB)
-
-
-def cpu_time_ns() -> int:
-    """CPU time (user + system) of the whole process, ns."""
-    return time.process_time_ns()

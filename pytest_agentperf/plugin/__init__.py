@@ -8,16 +8,19 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from ..budgets import BudgetError, describe_keys, parse_budget_items
 from ..measurement.memory import MemoryMethod, best_memory_method, hwm_available
 from ..report import ReportError, check_writable
-from . import baseline as regression
-from . import runs
+from . import baseline, runs
 from .paths import option_path
 from .session import MARKER, SESSION_KEY, PerfSession, Settings
+
+if TYPE_CHECKING:
+    from ..llm.cost import ModelPrice
 
 DEFAULT_REPORT = "perf-report.json"
 _BARE = "\0bare"  # value of a bare --perf-report
@@ -75,7 +78,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--perf-only", action="store_true", default=False,
         help=f"run only the tests that carry a {MARKER} marker (the rest are deselected).",
     )
-    regression.addoption(group, parser)
+    baseline.addoption(group, parser)
     parser.addini("perf_report", "write the JSON performance report to this path "
                   "(relative to the rootdir); --perf-report overrides", default="")
     parser.addini("perf_runs", "default number of runs of every measured test, as "
@@ -143,7 +146,7 @@ def _memory_method(config: pytest.Config) -> MemoryMethod:
     return value  # type: ignore[return-value]
 
 
-def _llm_prices(config: pytest.Config) -> dict[str, object]:
+def _llm_prices(config: pytest.Config) -> dict[str, ModelPrice]:
     lines = config.getini("perf_llm_prices")
     if not lines:
         return {}
@@ -168,7 +171,7 @@ def _llm_prices(config: pytest.Config) -> dict[str, object]:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    regression.add_marker(config)
+    baseline.add_marker(config)
     config.addinivalue_line(
         "markers",
         f"{MARKER}(**limits): performance budget of the test; fails the test when a limit "
@@ -225,9 +228,7 @@ def pytest_configure(config: pytest.Config) -> None:
     from .samplers import SamplersPlugin
 
     config.pluginmanager.register(SamplersPlugin(config), "agentperf-samplers")
-    gate = regression.register(config)
-    if gate is not None:
-        session.entry_checks.append(gate.check_entry)
+    baseline.register(config)
     _register_fixtures(config)
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(XdistHooks(session), "agentperf-xdist")
@@ -259,6 +260,13 @@ class XdistHooks:
 
     def __init__(self, session: PerfSession) -> None:
         self.session = session
+
+    def pytest_configure_node(self, node: Any) -> None:  # xdist ships no types
+        """Hand the environment block (git commit, machine) to the worker: computed once."""
+        from .. import __version__
+        from .environment import WORKERINPUT_KEY, session_environment
+
+        node.workerinput[WORKERINPUT_KEY] = session_environment(node.config, __version__)
 
     def pytest_handlecrashitem(self, crashitem: str, report: pytest.TestReport) -> None:
         self.session.incomplete_reason = f"worker crashed while running {crashitem}"

@@ -1,20 +1,19 @@
 """The regression gate, pytest side: options, per-test verdicts, report block, history.
 
-Wiring (in ``plugin.py``)::
+Wiring (in ``plugin/__init__.py``)::
 
-    regression.addoption(group, parser)            # in pytest_addoption
-    regression.add_marker(config)                  # in pytest_configure, always
-    gate = regression.register(config)             # in pytest_configure, after the session
-    if gate is not None:
-        session.entry_checks.append(gate.check_entry)
+    baseline.addoption(group, parser)              # in pytest_addoption
+    baseline.add_marker(config)                    # in pytest_configure, always
+    baseline.register(config)                      # in pytest_configure, after the session
 
 :func:`register` creates a :class:`RegressionPlugin` when ``--perf-compare``,
 ``--perf-history`` (or their ini options) are set.  The plugin loads the
-baseline in every process (xdist workers judge their own tests); the session
-calls :meth:`RegressionPlugin.check_entry` on each measured test's entry right
-after the budget check.  The plugin adds a ``baseline`` block to the report,
-prints a terminal section and, on the controller only, appends the run to the
-history database.
+baseline in every process (xdist workers judge their own tests) and implements
+the ``pytest_agentperf_check_entry`` hook, which the session calls on each
+measured test's entry right after the budget check, and ``pytest_agentperf_trends``
+(the HTML report's trend lines, from the history database).  The plugin adds a
+``baseline`` block to the report, prints a terminal section and, on the controller
+only, appends the run to the history database.
 """
 
 from __future__ import annotations
@@ -30,7 +29,8 @@ import pytest
 from .. import __version__
 from ..history import DEFAULT_HISTORY_PATH, display_target, is_url
 from ..report import ReportError, build_report, load_report
-from .environment import run_environment
+from ..units import fmt_change, fmt_p, fmt_value
+from .environment import session_environment
 from .terminal import safe_text
 
 if TYPE_CHECKING:  # compare and history load only when a baseline or history is used
@@ -266,14 +266,13 @@ class RegressionPlugin:
         self.config = config
         self.settings = settings
         self.is_worker = hasattr(config, "workerinput")
-        self.env = run_environment(config, __version__)
+        self.env = session_environment(config, __version__)
         self.base_tests: dict[str, Mapping[str, Any]] = {}
         self.source: str | None = None
         self.notes: list[str] = []
         self.env_warnings: list[str] = []
         #: the baseline itself is doubtful (incomplete run, malformed entries)
         self.baseline_warnings: list[str] = []
-        self.entries: dict[str, dict[str, Any]] = {}
         self.history_run: int | None = None
         self.history_error: str | None = None
         self.history_baseline: HistoryBaseline | None = None
@@ -349,7 +348,16 @@ class RegressionPlugin:
                            if entry_problem(t) is None}
 
     # -- per test (markers are checked by MarkerValidator, gate or no gate) ----------------
-    def check_entry(self, item: pytest.Item | None, entry: dict[str, Any]) -> list[str]:
+    @property
+    def entries(self) -> dict[str, dict[str, Any]]:
+        """The session's collected entries (controller), crashed tests included."""
+        from .session import SESSION_KEY
+
+        perf = self.config.stash.get(SESSION_KEY, None)
+        return perf.entries if perf is not None else {}
+
+    def pytest_agentperf_check_entry(self, item: pytest.Item | None,
+                                     entry: dict[str, Any]) -> list[str]:
         """Compare one measured test's entry with the baseline.
 
         Adds ``entry["baseline"]`` (verdict, status, per-metric comparisons)
@@ -398,12 +406,20 @@ class RegressionPlugin:
         return (f"perf regression against baseline {self.source}: "
                 + "; ".join(m.describe() for m in regressions))
 
-    # -- collecting (controller) ----------------------------------------------------------
-    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        entry = getattr(report, "agentperf", None)
-        if entry is None or report.when != "teardown" or self.is_worker:
-            return
-        self.entries[report.nodeid] = entry
+    # -- report (controller) ------------------------------------------------------------
+    def pytest_agentperf_trends(self, config: pytest.Config, nodeids: list[str]
+                                ) -> dict[str, list[dict[str, Any]]] | None:
+        """Trend lines for the HTML report, when this run keeps a history database."""
+        path = self.settings.history_path
+        if path is None or (isinstance(path, Path) and not path.is_file()):
+            return None
+        from ..history import HistoryError, open_history
+
+        try:
+            with open_history(path, readonly=True) as db:
+                return db.trends(nodeids)
+        except HistoryError:
+            return None
 
     def summary(self, tests: list[Mapping[str, Any]]) -> dict[str, Any]:
         """The report's top-level ``baseline`` block."""
@@ -524,37 +540,26 @@ class RegressionPlugin:
 
 
 def _describe(m: Mapping[str, Any]) -> str:
-    def fmt(v: Any) -> str:
-        if not isinstance(v, (int, float)):
-            return "-"
-        if m.get("unit") == "s":
-            return f"{v * 1e3:.2f} ms"
-        return f"{v:.1f} MiB" if m.get("unit") == "MiB" else f"{v:g} {m.get('unit', '')}"
-
+    unit = str(m.get("unit", ""))
     change = m.get("change")
     ev = m.get("evidence") or {}
-    evidence = (f"Mann-Whitney p={ev['p_value']:.2g}" if "p_value" in ev
+    evidence = (f"Mann-Whitney p={fmt_p(ev['p_value'])}" if "p_value" in ev
                 else str(ev.get("method", "")))
     if "n_baseline" in ev and "n_current" in ev:
         evidence += f", n={ev['n_baseline']}/{ev['n_current']}"
-    change_text = "n/a" if change is None else f"{change * 100:+.1f}%"
-    return (f"{m.get('metric')} {fmt(m.get('baseline'))} -> {fmt(m.get('current'))} "
-            f"({change_text}, tolerance {float(m.get('tolerance', 0)) * 100:g}%; {evidence})")
+    return (f"{m.get('metric')} {fmt_value(m.get('baseline'), unit)} -> "
+            f"{fmt_value(m.get('current'), unit)} ({fmt_change(change)}, "
+            f"tolerance {float(m.get('tolerance', 0)) * 100:g}%; {evidence})")
 
 
 def _describe_drift(d: Mapping[str, Any]) -> str:
     """A creeping change: the level before the first upward change point -> now."""
-    unit = d.get("unit")
-
-    def fmt(v: float) -> str:
-        return f"{v * 1e3:.2f} ms" if unit == "s" else (
-            f"{v:.1f} MiB" if unit == "MiB" else f"{v:g} {unit}")
-
+    unit = str(d.get("unit", ""))
     since = f"run {d['since_run']}" if d.get("since_run") else "this run"
     if d.get("since_commit"):
         since += f" ({str(d['since_commit'])[:10]})"
-    return (f"{d['metric']} {fmt(d['before'])} -> {fmt(d['after'])} "
-            f"({d['change'] * 100:+.1f}%) over {d['runs']} runs since {since}, "
+    return (f"{d['metric']} {fmt_value(d['before'], unit)} -> {fmt_value(d['after'], unit)} "
+            f"({fmt_change(d['change'])}) over {d['runs']} runs since {since}, "
             f"{d['change_points']} change point{'s' if d['change_points'] != 1 else ''}; "
             "no single comparison with the recent runs shows it")
 

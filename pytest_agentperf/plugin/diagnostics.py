@@ -11,11 +11,15 @@
 from __future__ import annotations
 
 import inspect
-from typing import Any
+from typing import TYPE_CHECKING
 
 import pytest
 
 from ..record import TestRecord
+
+if TYPE_CHECKING:
+    from ..measurement.leaks import LeakChecker
+    from ..measurement.loopblock import LoopBlockDetector
 
 __all__ = ["CallDiagnostics"]
 
@@ -27,8 +31,8 @@ class CallDiagnostics:
 
     def __init__(self, item: pytest.Item, record: TestRecord) -> None:
         budget = record.budget or {}
-        self._blocks: Any = None
-        self._leak: Any = None
+        self._blocks: LoopBlockDetector | None = None
+        self._leak: LeakChecker | None = None
         self._leak_budget = budget.get("leak_mb")
         func = getattr(item, "obj", None)
         if "loop_block" in budget or inspect.iscoroutinefunction(func):
@@ -47,7 +51,13 @@ class CallDiagnostics:
         if self._leak is not None:
             self._leak.start()
 
-    def stop(self, record: TestRecord, call_failed: bool) -> None:
+    def stop(self, record: TestRecord | None, call_failed: bool) -> None:
+        if record is None:  # not measured after all: just stop watching
+            if self._leak is not None:
+                self._leak.stop(types_over_mb=self._leak_budget)
+            if self._blocks is not None:
+                self._blocks.stop()
+            return
         if self._leak is not None:
             result = self._leak.stop(types_over_mb=self._leak_budget)
             if call_failed:

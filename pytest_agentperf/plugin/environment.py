@@ -1,5 +1,9 @@
 """The report's ``environment`` block, with a command line that keeps no secrets.
 
+Computed once per test session (:func:`session_environment`): the controller runs
+``git rev-parse`` and reads the machine once, and hands the block to its xdist workers
+in ``workerinput`` (:func:`worker_input`), which never compute it themselves.
+
 ``environment.argv`` goes into the report, the HTML page and the history
 database, which CI keeps and shares.  Option values can be secrets
 (``--api-token=...``), so only the values of this plugin's own options
@@ -17,7 +21,12 @@ import pytest
 
 from ..report import environment
 
-__all__ = ["REDACTED", "redact_argv", "run_environment"]
+__all__ = ["REDACTED", "redact_argv", "run_environment", "session_environment"]
+
+#: the session's environment block, computed once (controller) or received (worker)
+ENV_KEY = pytest.StashKey[dict[str, Any]]()
+#: the ``workerinput`` key that carries it to xdist workers
+WORKERINPUT_KEY = "agentperf_environment"
 
 REDACTED = "<redacted>"
 #: options whose values are kept besides this plugin's own ``--perf-*`` ones
@@ -73,3 +82,16 @@ def run_environment(config: pytest.Config, plugin_version: str) -> dict[str, Any
     argv = [sys.argv[0] if sys.argv else "pytest",
             *redact_argv(config.invocation_params.args, [str(a) for a in config.args])]
     return environment(config.rootpath, pytest.__version__, plugin_version, argv=argv)
+
+
+def session_environment(config: pytest.Config, plugin_version: str) -> dict[str, Any]:
+    """This session's environment block: computed on first use in the controller (or a
+    plain run), taken from ``workerinput`` in an xdist worker."""
+    env = config.stash.get(ENV_KEY, None)
+    if env is None:
+        workerinput = getattr(config, "workerinput", None)
+        received = workerinput.get(WORKERINPUT_KEY) if workerinput is not None else None
+        env = received if isinstance(received, dict) else run_environment(config,
+                                                                          plugin_version)
+        config.stash[ENV_KEY] = env
+    return env

@@ -32,3 +32,27 @@ def pytest_agentperf_report(config: pytest.Config, report: dict[str, Any]) -> No
     under ``-n``), with the complete report dict; modify it in place.  Keep it
     valid against the shipped schema.
     """
+
+
+def pytest_agentperf_check_entry(item: pytest.Item, entry: dict[str, Any]) -> list[str]:
+    """Judge a measured test's entry beyond its budget; return failure messages.
+
+    Called in the process that ran the test, after the budget check, with the entry the
+    report will hold (``entry["violations"]`` is set).  Each implementation returns the
+    messages that fail the test (``[]``: no objection) and may add its findings to
+    ``entry`` in place (the regression gate adds ``entry["baseline"]``).  A test that
+    passed fails with the messages; a test that failed anyway shows them as a section.
+    """
+    return []
+
+
+@pytest.hookspec(firstresult=True)
+def pytest_agentperf_trends(
+    config: pytest.Config, nodeids: list[str]
+) -> dict[str, list[dict[str, Any]]] | None:
+    """Trend lines for the HTML report: per node id, the recent runs' figures.
+
+    Called once in the process that writes the report, when ``--perf-html`` is set; the
+    first non-``None`` answer wins (the regression gate answers from ``--perf-history``).
+    """
+    return None

@@ -6,23 +6,19 @@ test's latency p50/p95, peak memory, tokens, cost and broken budget limits.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Any
 
 import pytest
 
 from ..budgets import Violation, format_violations
+from ..reportdata import number
 
 __all__ = ["add_properties"]
 
 PREFIX = "agentperf"
 
 
-def _num(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value) if math.isfinite(value) else None
 
 
 def properties(entry: Mapping[str, Any]) -> list[tuple[str, object]]:
@@ -30,20 +26,20 @@ def properties(entry: Mapping[str, Any]) -> list[tuple[str, object]]:
     out: list[tuple[str, object]] = []
     latency = entry.get("latency") or {}
     for key in ("p50", "p95"):
-        value = _num(latency.get(key))
+        value = number(latency.get(key))
         if value is not None:
             out.append((f"{PREFIX}.latency_{key}_s", f"{value:.6g}"))
-    if _num(latency.get("count")) is not None:
+    if number(latency.get("count")) is not None:
         out.append((f"{PREFIX}.latency_samples", int(latency["count"])))
     memory = entry.get("memory") or {}
-    peak = _num(memory.get("peak_mb"))
+    peak = number(memory.get("peak_mb"))
     if peak is not None:
         out.append((f"{PREFIX}.peak_memory_mb", f"{peak:.3f}"))
-    tokens = _num((entry.get("tokens") or {}).get("total"))
+    tokens = number((entry.get("tokens") or {}).get("total"))
     if tokens:
         out.append((f"{PREFIX}.tokens", int(tokens)))
     cost = ((entry.get("llm") or {}).get("cost") or {}).get("usd")
-    if _num(cost) is not None:
+    if number(cost) is not None:
         out.append((f"{PREFIX}.cost_usd", f"{cost:.6g}"))
     violations = entry.get("violations") or []
     out.append((f"{PREFIX}.budget_violations", len(violations)))

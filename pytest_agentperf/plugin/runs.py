@@ -23,6 +23,8 @@ from typing import Any
 
 import pytest
 
+from ..reportdata import number
+
 __all__ = ["MARKER", "RUN_KEY", "RunPlan", "RunState", "RunsPlugin", "parse_runs_option"]
 
 MARKER = "perf_runs"
@@ -225,10 +227,6 @@ _POOLED = frozenset({"latency", "outcome", "duration_s", "cpu_time_s", "memory",
                      "operations", "violations", "findings", "nodeid", "budget"})
 
 
-def _num(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value) if math.isfinite(value) else None
 
 
 #: sections that hold budgeted figures: the worst run's section is kept
@@ -250,7 +248,7 @@ def _worst_section(entries: list[dict[str, Any]], name: str,
         section = e.get(name)
         if not isinstance(section, dict):
             continue
-        value = _num(section.get(key))
+        value = number(section.get(key))
         if value is None:
             return section  # unknown: never hidden behind a better run
         score = value if direction == "max" else -value

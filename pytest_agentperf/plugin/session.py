@@ -17,28 +17,29 @@ import weakref
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from types import FrameType
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pytest
 
 from .. import __version__
 from ..budgets import BudgetError, check_budget, format_violations, validate_budget
-from ..llm.frameworks import FrameworkHooks
-from ..llm.import_hook import PostImportHooks
+from ..llm.probe import LLMProbe
 from ..measurement.memory import MemoryMethod, MemoryProbe, ProcFiles
 from ..record import TestRecord
 from ..report import ReportError, build_report, plain_json, utc_now, write_report
 from .diagnostics import CallDiagnostics
-from .environment import run_environment
+from .environment import session_environment
 from .runs import RUN_KEY
 from .terminal import safe_text
+
+if TYPE_CHECKING:
+    from ..llm.cost import ModelPrice
 
 __all__ = ["SESSION_KEY", "PerfSession", "Settings", "ensure_record"]
 
 #: seconds between snapshot writes of an in-progress report
 SNAPSHOT_INTERVAL = 1.0
-#: modules whose import switches the LLM capture on (patched the moment they are imported)
-LLM_MODULES = ("openai", "anthropic", "opentelemetry.trace", "httpx", "httpx2", "aiohttp")
 #: the first finished tests each get a snapshot (small, cheap), so quick tests
 #: before a long one that is killed are not lost to the interval
 EARLY_SNAPSHOTS = 10
@@ -55,7 +56,7 @@ class Settings:
     #: where the Markdown job summary is appended (--perf-markdown or $GITHUB_STEP_SUMMARY)
     markdown_path: Path | None = None
     #: model -> price (USD per million tokens), from the perf_llm_prices ini option
-    llm_prices: dict[str, Any] = field(default_factory=dict)
+    llm_prices: dict[str, ModelPrice] = field(default_factory=dict)
 
 
 class PerfSession:
@@ -73,20 +74,10 @@ class PerfSession:
         self._env: dict[str, Any] | None = None
         self._last_snapshot = 0.0
         self.written = False
-        #: the LLM capture, created once an SDK or OpenTelemetry has been imported
-        self.llm: Any = None
-        #: the running test's LLM sink (routing for a capture created during the test)
-        self._llm_sink: _LazyStats | None = None
-        self._llm_lock = threading.Lock()
-        self._imports = PostImportHooks()
-        self._frameworks = FrameworkHooks()
+        #: each test's LLM calls (SDKs and OpenTelemetry, patched once imported)
+        self.llm = LLMProbe(settings.llm_prices)
         if not disabled:  # --perf-disable: no capture, nothing patched
-            self._imports.install()
-            for name in LLM_MODULES:
-                self._imports.register(name, self._on_llm_import)
-            # agent names from the frameworks that name their agents (llm/frameworks.py)
-            for name, hook in self._frameworks.hooks():
-                self._imports.register(name, hook)
+            self.llm.install()
         self._proc: ProcFiles | None = None
         if settings.memory_method == "hwm":
             self._proc = ProcFiles()
@@ -99,7 +90,7 @@ class PerfSession:
         #: a pytest_agentperf_report hook (or the like) failed: goes into the report
         self.plugin_errors: list[str] = []
         #: the SIGTERM handler that was there before ours (restored at unconfigure)
-        self._prev_sigterm: Any = None
+        self._prev_sigterm: Callable[[int, FrameType | None], Any] | int | None = None
         self._sigterm_installed = False
         #: one writer at a time (main thread, snapshot timer, SIGTERM handler)
         self._lock = threading.RLock()
@@ -110,10 +101,6 @@ class PerfSession:
         #: the timer is wanted (a report path); stopped before a fork, restarted after
         self._timer_wanted = False
         self._unannounced: list[str] = []
-        #: more verdicts on each measured test's entry, after the budget check (the
-        #: regression gate): ``check(item, entry) -> failure messages``; a check may add
-        #: its findings to ``entry`` in place
-        self.entry_checks: list[Callable[[pytest.Item, dict[str, Any]], list[str]]] = []
 
     # -- budgets ---------------------------------------------------------------
     def resolve_budget(self, item: pytest.Item) -> dict[str, float] | None:
@@ -160,24 +147,18 @@ class PerfSession:
     def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, None, None]:
         __tracebackhide__ = True  # a test's failure is not the plugin's frame
         record = item.stash.get(RECORD_KEY, None)
-        probe = None
-        diagnostics = None
-        if record is not None and self._timer_wanted:
-            with self._lock:  # waits for a timer snapshot under way (a few ms at most)
-                self._measuring = True
+        probes: list[Probe] = []
         if record is not None:
-            diagnostics = CallDiagnostics(item, record)
+            if self._timer_wanted:
+                with self._lock:  # waits for a timer snapshot under way (a few ms at most)
+                    self._measuring = True
             if self.settings.memory_method != "off":
-                probe = MemoryProbe(self.settings.memory_method, proc=self._proc)
-                probe.start()
-            diagnostics.start()
-        llm_stats = _LazyStats()
-        with self._llm_lock:
-            self._llm_sink = llm_stats
-            llm = self.llm
-            if llm is not None:
-                llm.ensure_installed()  # a no-op unless a module escaped the import hooks
-                llm.start(llm_stats, llm_stats.uncaptured)
+                probes.append(_MemoryStep(MemoryProbe(self.settings.memory_method,
+                                                      proc=self._proc)))
+            probes.append(CallDiagnostics(item, record))
+        probes.append(self.llm)  # every test: one that calls an LLM is measured anyway
+        for probe in probes:
+            probe.start()
         cpu0 = time.process_time_ns()
         t0 = time.perf_counter_ns()
         failed = False
@@ -194,27 +175,16 @@ class PerfSession:
             t1 = time.perf_counter_ns()
             cpu1 = time.process_time_ns()
             self._measuring = False
-            with self._llm_lock:
-                self._llm_sink = None
-                if self.llm is not None:  # maybe created by an import during the test
-                    self.llm.stop()
-            if record is not None and diagnostics is not None:
-                diagnostics.stop(record, call_failed=failed)
-            if probe is not None:
-                memory = probe.stop()
             record = item.stash.get(RECORD_KEY, None)
-            stats = llm_stats.stats
-            if record is None and stats is not None:
+            if record is None and self.llm.called:
                 # a test that calls an LLM is measured even without a marker or fixture
                 record = TestRecord(item.nodeid, self.resolve_budget(item))
                 item.stash[RECORD_KEY] = record
+            for probe in reversed(probes):
+                probe.stop(record, failed)
             if record is not None:
                 record.call_duration_s = (t1 - t0) / 1e9
                 record.cpu_time_s = (cpu1 - cpu0) / 1e9
-                if probe is not None:
-                    record.memory = memory
-                if stats is not None:
-                    self._add_llm(record, stats)
                 if interrupted and not self.is_worker:
                     self._keep_interrupted(item, record)
 
@@ -229,51 +199,6 @@ class PerfSession:
         entry["outcome"] = "interrupted"
         self.entries[item.nodeid] = entry
         self._added += 1
-
-    def _on_llm_import(self, module: Any) -> None:
-        """An SDK, HTTP client or OpenTelemetry finished importing: capture it from now on.
-
-        Runs in whatever thread imported it, possibly in the middle of a test: the capture
-        is created on the first such import and routed to the running test at once.
-        """
-        with self._llm_lock:
-            if self.llm is None:
-                from ..llm.capture import LLMCapture
-
-                self.llm = LLMCapture()
-            self.llm.ensure_installed()
-            sink = self._llm_sink
-            if sink is not None and not self.llm.active:
-                self.llm.start(sink, sink.uncaptured)
-
-    def _add_llm(self, record: TestRecord, stats: Any) -> None:
-        from ..llm import cost_usd
-
-        section = stats.report_section()
-        tokens, llm = section["tokens"], section["llm"]
-        record.add_tokens(tokens["total"], prompt=tokens["prompt"],
-                          completion=tokens["completion"], requests=llm["calls"])
-        record.add_token_details(unknown_calls=tokens["unknown_calls"],
-                                 cached=tokens["cached"], reasoning=tokens["reasoning"])
-        if self.settings.llm_prices:
-            llm["cost"] = cost_usd(stats, self.settings.llm_prices).report_section()
-        record.sections["llm"] = llm
-        per_model = llm["per_model"]
-        for key, samples in stats.operation_samples().items():
-            summary = samples.latency.summary()
-            model = key.removeprefix("llm:")
-            record.add_operation(key, {
-                "count": summary["count"],
-                "total_s": samples.latency.total,
-                "mean_s": summary["mean"],
-                "p50_s": summary["p50"],
-                "p95_s": summary["p95"],
-                "max_s": summary["max"],
-                "tokens": per_model.get(model, {}).get("total", 0),
-                "ttft_p95_s": samples.ttft.percentile(95) if len(samples.ttft) else None,
-                "samples": samples.latency.reservoir[:200],
-            })
-            record.add_latency_samples(samples.latency, "llm")
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(
@@ -337,14 +262,15 @@ class PerfSession:
                 if detail:
                     message += "\n" + detail
             failures.append(message)
-        for check in self.entry_checks:
-            try:
-                failures.extend(check(item, entry))
-            except Exception as exc:  # a broken check is reported, not an INTERNALERROR
-                text = f"{check!r} failed: {exc!r}"
-                record.add_finding("plugin_error", text)
-                entry["findings"] = record.findings
-                rep.sections.append(("agentperf", text))
+        try:
+            for messages in item.config.hook.pytest_agentperf_check_entry(item=item,
+                                                                         entry=entry):
+                failures.extend(messages)
+        except Exception as exc:  # a broken check is reported, not an INTERNALERROR
+            text = f"pytest_agentperf_check_entry hook failed: {exc!r}"
+            record.add_finding("plugin_error", text)
+            entry["findings"] = record.findings
+            rep.sections.append(("agentperf", text))
         if failures:
             # operation names and finding texts come from user code: no raw escapes
             text = safe_text("\n".join(failures))
@@ -381,11 +307,6 @@ class PerfSession:
         entry["outcome"] = "crashed"
         self.entries[nodeid] = entry
         self._added += 1
-        from .baseline import REGRESSION_KEY
-
-        gate = self.config.stash.get(REGRESSION_KEY, None)
-        if gate is not None:
-            gate.entries[nodeid] = entry
 
     def snapshot(self, reason: str, announce: bool = True) -> None:
         """Write the in-progress report; a failure is a warning, never the end of the run.
@@ -419,7 +340,7 @@ class PerfSession:
     # -- report ------------------------------------------------------------------
     def env(self) -> dict[str, Any]:
         if self._env is None:
-            self._env = run_environment(self.config, __version__)
+            self._env = session_environment(self.config, __version__)
         return self._env
 
     def report(self, complete: bool, reason: str | None) -> dict[str, Any]:
@@ -456,27 +377,17 @@ class PerfSession:
         if final and html_path is not None:
             from ..html import write_html
 
-            write_html(html_path, data, history=self._history_trends(data))
+            try:
+                trends = self.config.hook.pytest_agentperf_trends(
+                    config=self.config, nodeids=[str(t["nodeid"]) for t in data["tests"]])
+            except Exception as exc:  # the page is written without trend lines
+                self.plugin_errors.append(f"pytest_agentperf_trends hook failed: {exc!r}")
+                trends = None
+            write_html(html_path, data, history=trends)
         if final and markdown_path is not None and data["tests"]:
             from ..markdown import append_summary
 
             append_summary(markdown_path, data)
-
-    def _history_trends(self, data: dict[str, Any]) -> dict[str, list[dict[str, Any]]] | None:
-        """Trend lines for the HTML report, when this run keeps a history database."""
-        from .baseline import REGRESSION_KEY
-
-        gate = self.config.stash.get(REGRESSION_KEY, None)
-        path = gate.settings.history_path if gate is not None else None
-        if path is None or (isinstance(path, Path) and not path.is_file()):
-            return None
-        from ..history import HistoryError, open_history
-
-        try:
-            with open_history(path, readonly=True) as db:
-                return db.trends([str(t["nodeid"]) for t in data["tests"]])
-        except HistoryError:
-            return None
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionstart(self, session: pytest.Session) -> None:
@@ -526,7 +437,7 @@ class PerfSession:
             return
         self._sigterm_installed = True
 
-    def _on_sigterm(self, signum: int, frame: Any) -> None:
+    def _on_sigterm(self, signum: int, frame: FrameType | None) -> None:
         reason = f"terminated by signal {signal.Signals(signum).name}"
         self.incomplete_reason = reason
         if self.settings.report_path is not None:
@@ -554,13 +465,10 @@ class PerfSession:
         self.incomplete_reason = "internal error"
 
     def pytest_unconfigure(self) -> None:
-        self._imports.uninstall()
-        self._frameworks.close()
+        self.llm.uninstall()
         self._timer_wanted = False
         self._stop_timer()
         self._restore_sigterm()
-        if self.llm is not None:
-            self.llm.uninstall()
         if self._proc is not None:
             self._proc.close()
 
@@ -611,7 +519,7 @@ class PerfSession:
         self._write(complete=reason is None, reason=reason, final=True)
 
     # -- terminal ------------------------------------------------------------------
-    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+    def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
         if self.is_worker:
             return
         tr = terminalreporter
@@ -651,30 +559,30 @@ class _SnapshotTimer(threading.Thread):
                 session.snapshot("session in progress", announce=False)
 
 
-class _LazyStats:
-    """The LLM capture's sink for one test: an ``LLMStats`` made at the first call only."""
+class Probe(Protocol):
+    """Measures one test's call phase: started before it, stopped after it (in reverse
+    order), writing what it saw into the test's record (``None``: the test is not measured)."""
 
-    __slots__ = ("_lock", "stats")
+    def start(self) -> None: ...
 
-    def __init__(self) -> None:
-        self.stats: Any = None
-        self._lock = threading.Lock()
+    def stop(self, record: TestRecord | None, failed: bool) -> None: ...
 
-    def _get(self) -> Any:
-        if self.stats is None:
-            with self._lock:
-                if self.stats is None:
-                    from ..llm.summary import LLMStats
 
-                    self.stats = LLMStats()
-        return self.stats
+class _MemoryStep:
+    """The memory probe as a call-phase probe: peak memory into ``record.memory``."""
 
-    def __call__(self, call: Any) -> None:
-        self._get().add(call)
+    __slots__ = ("probe",)
 
-    def uncaptured(self, path: str) -> None:
-        """An LLM API request that no captured call accounts for (seen at the HTTP layer)."""
-        self._get().add_uncaptured(path)
+    def __init__(self, probe: MemoryProbe) -> None:
+        self.probe = probe
+
+    def start(self) -> None:
+        self.probe.start()
+
+    def stop(self, record: TestRecord | None, failed: bool) -> None:
+        memory = self.probe.stop()
+        if record is not None:
+            record.memory = memory
 
 
 def _call_weak(method: weakref.WeakMethod[Callable[[], None]]) -> None:

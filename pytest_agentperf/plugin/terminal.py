@@ -6,6 +6,8 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+from ..units import fmt_value
+
 __all__ = ["safe_text", "summary_lines"]
 
 # C0 controls (ESC starts ANSI/OSC sequences), DEL and C1 controls; tab and newline
@@ -27,14 +29,6 @@ def safe_text(text: Any, newlines: bool = True) -> str:
     return pattern.sub(lambda m: repr(m.group())[1:-1], str(text))
 
 
-def _fmt_s(value: Any) -> str:
-    if value is None:
-        return "-"
-    if value >= 1:
-        return f"{value:.2f}s"
-    if value >= 1e-3:
-        return f"{value * 1e3:.1f}ms"
-    return f"{value * 1e6:.0f}us"
 
 
 def _row(entry: dict[str, Any], width: int) -> tuple[str, bool]:
@@ -46,10 +40,10 @@ def _row(entry: dict[str, Any], width: int) -> tuple[str, bool]:
     verdict = "over budget" if violations else entry.get("outcome", "?")
     if violations:
         verdict += ": " + ", ".join(str(v["metric"]) for v in violations)
-    p95 = f"{_fmt_s(latency.get('p95'))} (n={latency.get('count', 0)})"
+    p95 = f"{fmt_value(latency.get('p95'), 's')} (n={latency.get('count', 0)})"
     text = (
         f"{entry['nodeid']:<{width}}  p95 {p95:<16}"
-        f"  peak {'-' if peak is None else f'{peak:.1f}MiB':>9}"
+        f"  peak {fmt_value(peak, 'MiB'):>9}"
         f"  tokens {tokens.get('total', 0):>7}  {verdict}"
     )
     return safe_text(text, newlines=False), bool(violations)
