@@ -1,11 +1,12 @@
 """A typed, mergeable latency histogram (HDR, nanoseconds) shared by load tests and middleware.
 
 :class:`LatencyHistogram` records durations in integer nanoseconds into an
-HdrHistogram with the same layout as :class:`pytest_agentperf.stats.SampleSet`
-uses (1 ns .. 1 h, 3 significant digits, so every percentile is within 0.1 % of
-the exact value) and keeps exact count, sum, min and max beside it.
+HdrHistogram in the project's one layout, :func:`new_hdr` (1 ns .. 1 h, 3 significant
+digits, so every percentile is within 0.1 % of the exact value; ``stats.SampleSet``
+builds on it: ``stats`` imports this module, never the reverse), and keeps exact count,
+sum, min and max beside it.
 
-Percentiles follow the project's single definition (:func:`stats.percentile`,
+Percentiles follow the project's single definition (:func:`percentile`, defined here,
 linear interpolation, type 7) while at most ``exact_limit`` values have been
 recorded: those are kept raw.  Past that only the histogram remains (memory is
 constant whatever the count) and a percentile is the HDR value at that rank,
@@ -18,28 +19,45 @@ as HdrHistogram's own compressed base64 "histoblob" (:meth:`encode`,
 
 from __future__ import annotations
 
+import math
 from array import array
-from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
-
-from .stats import percentile as _exact_percentile
-
-if TYPE_CHECKING:
-    from .stats import SampleSet
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 __all__ = [
     "HDR_DIGITS", "HDR_HIGHEST_NS", "HDR_LOWEST_NS", "FastHdr", "LatencyHistogram", "clamp_ns",
-    "new_hdr",
+    "new_hdr", "percentile",
 ]
 
 NS_PER_S = 1_000_000_000
-#: Layout of every latency histogram in the project (same as ``stats.SampleSet``).
+#: Layout of every latency histogram in the project (``stats.SampleSet`` builds on it).
 HDR_LOWEST_NS = 1
 HDR_HIGHEST_NS = 3600 * NS_PER_S
 HDR_DIGITS = 3
 
 #: Percentiles (0..100) that :meth:`LatencyHistogram.summary` reports.
 SUMMARY_PERCENTILES: tuple[float, ...] = (50.0, 90.0, 95.0, 99.0, 99.9)
+
+
+def percentile(sorted_values: Sequence[float], q: float) -> float:
+    """Return the ``q``-th percentile (0..100) of already **sorted** values.
+
+    Linear interpolation between closest ranks (type 7).  Raises ``ValueError``
+    for an empty sequence or ``q`` outside 0..100.
+    """
+    n = len(sorted_values)
+    if n == 0:
+        raise ValueError("percentile of no samples")
+    if not 0.0 <= q <= 100.0:
+        raise ValueError(f"percentile must be within 0..100, got {q!r}")
+    if n == 1:
+        return float(sorted_values[0])
+    h = (n - 1) * q / 100.0
+    lo = math.floor(h)
+    hi = min(lo + 1, n - 1)
+    low = float(sorted_values[lo])
+    return low + (h - lo) * (float(sorted_values[hi]) - low)
+
 
 
 def new_hdr(lowest_ns: int = HDR_LOWEST_NS, digits: int = HDR_DIGITS) -> Any:
@@ -208,25 +226,6 @@ class LatencyHistogram:
             out.merge(h)
         return out
 
-    def to_sample_set(self, max_exact: int = 1024, reservoir_size: int = 1000) -> SampleSet:
-        """The values as a new ``stats.SampleSet`` (seconds).
-
-        Exact while this histogram is; otherwise every recorded value is replayed
-        as its bucket's value (0.1 % resolution, clamped into the exact min/max),
-        which costs O(count).
-        """
-        from .stats import SampleSet
-
-        out = SampleSet(max_exact=max_exact, reservoir_size=reservoir_size)
-        if self._exact is not None:
-            out.extend(v / NS_PER_S for v in self._exact)
-            return out
-        for item in self._fast.sync().get_recorded_iterator():
-            value = min(max(int(item.value_iterated_to), self._min), self._max) / NS_PER_S
-            for _ in range(int(item.count_added_in_this_iter_step)):
-                out.add(value)
-        return out
-
     # -- reading -------------------------------------------------------------
     @property
     def hdr(self) -> Any:
@@ -237,6 +236,20 @@ class LatencyHistogram:
     def exact(self) -> bool:
         """True while every value is kept and percentiles are exact."""
         return self._exact is not None
+
+    def exact_values_ns(self) -> Sequence[int] | None:
+        """The recorded values (ns) while they are all kept, else ``None``. Do not mutate."""
+        return self._exact
+
+    @property
+    def min_ns(self) -> int:
+        """The exact smallest recorded value (ns); 0 when empty."""
+        return self._min
+
+    @property
+    def max_ns(self) -> int:
+        """The exact largest recorded value (ns); 0 when empty."""
+        return self._max
 
     def __len__(self) -> int:
         return self._count
@@ -271,7 +284,7 @@ class LatencyHistogram:
                 raise ValueError(f"percentile must be within 0..100, got {q!r}")
         if self._exact is not None:
             ordered = sorted(self._exact)
-            return [_exact_percentile(ordered, q) / NS_PER_S for q in qs]
+            return [percentile(ordered, q) / NS_PER_S for q in qs]
         values = self._fast.sync().get_percentile_to_value_dict(qs)
         return [min(max(int(values[q]), self._min), self._max) / NS_PER_S for q in qs]
 

@@ -24,7 +24,12 @@ import math
 import random
 from array import array
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from .histogram import NS_PER_S, FastHdr, clamp_ns, new_hdr, percentile
+
+if TYPE_CHECKING:
+    from .histogram import LatencyHistogram
 
 __all__ = [
     "SampleSet",
@@ -33,31 +38,9 @@ __all__ = [
     "summarize",
 ]
 
-# HDR histograms record integers: latencies are kept in nanoseconds.
-_NS = 1_000_000_000
-_HDR_LOWEST = 1  # 1 ns
-_HDR_HIGHEST = 3600 * _NS  # one hour
-_HDR_DIGITS = 3
-
-
-def percentile(sorted_values: Sequence[float], q: float) -> float:
-    """Return the ``q``-th percentile (0..100) of already **sorted** values.
-
-    Linear interpolation between closest ranks (type 7).  Raises ``ValueError``
-    for an empty sequence or ``q`` outside 0..100.
-    """
-    n = len(sorted_values)
-    if n == 0:
-        raise ValueError("percentile of no samples")
-    if not 0.0 <= q <= 100.0:
-        raise ValueError(f"percentile must be within 0..100, got {q!r}")
-    if n == 1:
-        return float(sorted_values[0])
-    h = (n - 1) * q / 100.0
-    lo = math.floor(h)
-    hi = min(lo + 1, n - 1)
-    low = float(sorted_values[lo])
-    return low + (h - lo) * (float(sorted_values[hi]) - low)
+# HDR histograms record integers: latencies are kept in nanoseconds, in the one layout
+# that histogram.py owns (1 ns .. 1 h, 3 significant digits).
+_NS = NS_PER_S
 
 
 def percentiles(values: Iterable[float], qs: Iterable[float]) -> list[float]:
@@ -216,12 +199,28 @@ class SampleSet:
         if j < size:
             self._reservoir[j] = value
 
+    @classmethod
+    def from_histogram(cls, hist: LatencyHistogram, max_exact: int = 1024,
+                       reservoir_size: int = 1000) -> SampleSet:
+        """The values of a :class:`~pytest_agentperf.histogram.LatencyHistogram` (seconds).
+
+        Exact while the histogram is; otherwise every recorded value is replayed as its
+        bucket's value (0.1 % resolution, clamped into the exact min/max), O(count).
+        """
+        out = cls(max_exact=max_exact, reservoir_size=reservoir_size)
+        values = hist.exact_values_ns()
+        if values is not None:
+            out.extend(v / NS_PER_S for v in values)
+            return out
+        lo, hi = hist.min_ns, hist.max_ns
+        for item in hist.hdr.get_recorded_iterator():
+            value = min(max(int(item.value_iterated_to), lo), hi) / NS_PER_S
+            for _ in range(int(item.count_added_in_this_iter_step)):
+                out.add(value)
+        return out
+
     def _to_histogram(self) -> None:
-        from hdrh.histogram import HdrHistogram
-
-        from .histogram import FastHdr
-
-        self._hdr = HdrHistogram(_HDR_LOWEST, _HDR_HIGHEST, _HDR_DIGITS)
+        self._hdr = new_hdr()
         self._fast = FastHdr(self._hdr)
         assert self._values is not None
         for v in self._values:
@@ -284,10 +283,6 @@ class SampleSet:
         return out
 
 
+
 def _to_ns(seconds: float) -> int:
-    ns = int(seconds * _NS)
-    if ns < _HDR_LOWEST:
-        return _HDR_LOWEST
-    if ns > _HDR_HIGHEST:
-        return _HDR_HIGHEST
-    return ns
+    return clamp_ns(int(seconds * _NS))

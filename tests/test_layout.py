@@ -56,3 +56,15 @@ def test_the_layout_checks_can_fail(tmp_path: Path) -> None:
     bad = tmp_path / "bad.py"
     bad.write_text("import pytest\nfrom _pytest.nodes import Item\n")
     assert {"pytest", "_pytest.nodes"} <= _imported_modules(bad)
+
+
+def test_stats_builds_on_histogram_never_the_reverse() -> None:
+    """One HDR layout (histogram.py); the sample set in stats.py imports it."""
+    def relative_imports(name: str) -> set[str]:
+        tree = ast.parse((PACKAGE / name).read_text(encoding="utf-8"))
+        return {node.module or "" for node in ast.walk(tree)
+                if isinstance(node, ast.ImportFrom) and node.level == 1}
+
+    assert "stats" not in relative_imports("histogram.py")
+    assert "histogram" in relative_imports("stats.py")
+    assert "HdrHistogram(" not in (PACKAGE / "stats.py").read_text(encoding="utf-8")

@@ -18,7 +18,7 @@ import pytest_asyncio
 from aiohttp import web
 
 from pytest_agentperf.histogram import FastHdr, LatencyHistogram, clamp_ns, new_hdr
-from pytest_agentperf.stats import percentile
+from pytest_agentperf.stats import SampleSet, percentile
 from pytest_agentperf.toolkit.load import LoadTester, _arrivals_before, _intended_offset
 
 
@@ -490,7 +490,7 @@ def test_large_histogram_to_sample_set() -> None:
     hist = LatencyHistogram(exact_limit=100)
     for i in range(1, 3001):
         hist.record(i / 1000)
-    samples = hist.to_sample_set()
+    samples = SampleSet.from_histogram(hist)
     assert len(samples) == 3000
     assert samples.percentile(95) == pytest.approx(hist.percentile(95), rel=2e-3)
     assert samples.summary()["max"] == pytest.approx(3.0)

@@ -591,7 +591,7 @@ class LoadTester:
         histogram's values (0.1 % resolution) are replayed, O(requests) — a
         ``SampleSet`` method taking an HDR histogram would make it O(buckets).
         """
-        return self._merged.to_sample_set()
+        return SampleSet.from_histogram(self._merged)
 
     def report_section(self) -> dict[str, Any]:
         """``runs``: each run's result (stats, errors, timeline); ``latency``: the

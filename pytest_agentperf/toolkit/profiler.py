@@ -85,6 +85,18 @@ class PerformanceMetrics:
             self.tokens_used += prompt + completion
 
 
+def _check_tokens(m: PerformanceMetrics) -> None:
+    for name in ("tokens_used", "prompt_tokens", "completion_tokens"):
+        value = getattr(m, name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+            math.isfinite(value) and value >= 0
+        ):
+            raise ValueError(
+                f"profile_operation({m.agent_name!r}, {m.operation!r}): {name}={value!r} "
+                "must be a finite number of tokens >= 0"
+            )
+
+
 class _OpStats:
     __slots__ = ("completion", "count", "cpu_s", "durations", "errors", "mem_deltas",
                  "mem_n", "profile_stats", "prompt", "tokens")
@@ -193,25 +205,22 @@ class PerformanceProfiler:
         return _Operation(self, agent_name, operation)
 
     def _record(self, m: PerformanceMetrics, seconds: float, stats: Any = None) -> None:
+        tokens, prompt, completion = m.tokens_used, m.prompt_tokens, m.completion_tokens
+        # the common case (ints >= 0, the defaults) checked in one go; the rest one by one
+        if not (type(tokens) is int and type(prompt) is int and type(completion) is int
+                and tokens >= 0 and prompt >= 0 and completion >= 0):
+            _check_tokens(m)
+        total = int(tokens) if tokens else int(prompt) + int(completion)
         key = m.key
-        for name in ("tokens_used", "prompt_tokens", "completion_tokens"):
-            value = getattr(m, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
-                math.isfinite(value) and value >= 0
-            ):
-                raise ValueError(
-                    f"profile_operation({m.agent_name!r}, {m.operation!r}): {name}={value!r} "
-                    "must be a finite number of tokens >= 0"
-                )
         with self._lock:
             st = self._ops.get(key)
             if st is None:
                 st = self._ops[key] = _OpStats()
             st.count += 1
             st.durations.add(seconds)
-            st.tokens += m.total_tokens
-            st.prompt += m.prompt_tokens
-            st.completion += m.completion_tokens
+            st.tokens += total
+            st.prompt += prompt
+            st.completion += completion
             st.cpu_s += m.cpu_time_s
             if m.error is not None:
                 st.errors += 1
