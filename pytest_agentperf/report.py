@@ -38,8 +38,9 @@ __all__ = [
 
 SCHEMA_VERSION = 1
 #: compatible additions to version 1: 1 = outcomes ``crashed``/``interrupted``,
-#: top-level ``schema_minor`` and ``plugin_errors``
-SCHEMA_MINOR = 1
+#: top-level ``schema_minor`` and ``plugin_errors``; 2 = ``sample_sessions`` of merged
+#: latency and operations
+SCHEMA_MINOR = 2
 SCHEMA_FILE = "report-v1.schema.json"
 
 
