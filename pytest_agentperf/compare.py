@@ -18,6 +18,8 @@ statistically significant:
   figures don't flap.  With several baseline values (a history baseline,
   ``memory.values``) the current value must also lie outside their range.
 * **tokens** (``tokens.total``): deterministic, tolerance alone (+5 %).
+* **cost** (``llm.cost.usd``): as tokens, but only between runs that used the same prices
+  (``llm.cost.prices``); otherwise inconclusive, saying why.
 
 Improvements are the mirror image.  Everything here is pure Python (no
 scipy); percentiles come from :mod:`pytest_agentperf.stats`.
@@ -476,6 +478,41 @@ def _compare_tokens(base: Mapping[str, Any], cur: Mapping[str, Any],
                             Evidence("tolerance", None, None, None, note))
 
 
+def _compare_cost(base: Mapping[str, Any], cur: Mapping[str, Any],
+                  tolerances: Tolerances) -> MetricComparison | None:
+    """Cost of the LLM calls, compared only when both runs priced them with the same prices
+    (``llm.cost.prices``: the same price table, the same genai-prices version); otherwise
+    *inconclusive*, saying so.  Deterministic like tokens: the tokens tolerance applies."""
+    b_cost = _mapping(_mapping(base.get("llm")).get("cost"))
+    c_cost = _mapping(_mapping(cur.get("llm")).get("cost"))
+    baseline, current = _num(b_cost.get("usd")), _num(c_cost.get("usd"))
+    b_prices, c_prices = b_cost.get("prices"), c_cost.get("prices")
+    if baseline is None or current is None or b_prices is None or c_prices is None:
+        return None  # a side without cost, or a report from before prices were recorded
+    tol = tolerances.tokens
+    change = _change(baseline, current)
+    verdict: Verdict = "unchanged"
+    note = None
+    if b_prices != c_prices:
+        verdict = "inconclusive"
+        note = f"cost not compared: the runs used different prices ({b_prices} / {c_prices})"
+    elif not (b_cost.get("complete") and c_cost.get("complete")):
+        verdict, note = "inconclusive", "cost not compared: a side's cost is a lower bound"
+    elif baseline == 0:
+        if current > 0:
+            verdict, note = "regression", "the baseline cost nothing"
+    elif current > baseline * (1 + tol):
+        verdict = "regression"
+    elif current < baseline * (1 - tol):
+        verdict = "improvement"
+    return MetricComparison("llm.cost_usd", "USD", baseline, current, change, tol, verdict,
+                            Evidence("tolerance", None, None, None, note))
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
 def compare_entries(
     base: Mapping[str, Any], cur: Mapping[str, Any], tolerances: Tolerances | None = None,
 ) -> TestComparison:
@@ -509,7 +546,8 @@ def compare_entries(
                 out.metrics.append(compare_latency(
                     f"op[{op}].{name}", _num(b_op.get(key)), _num(c_op.get(key)), b_s, c_s,
                     tol, b_g, c_g, op_cache))
-    for extra in (_compare_memory(base, cur, tol), _compare_tokens(base, cur, tol)):
+    for extra in (_compare_memory(base, cur, tol), _compare_tokens(base, cur, tol),
+                  _compare_cost(base, cur, tol)):
         if extra is not None:
             out.metrics.append(extra)
     return out

@@ -40,7 +40,9 @@ SCHEMA_VERSION = 1
 #: compatible additions to version 1: 1 = outcomes ``crashed``/``interrupted``,
 #: top-level ``schema_minor`` and ``plugin_errors``; 2 = ``sample_sessions`` of merged
 #: latency and operations
-SCHEMA_MINOR = 2
+#: 3 = scoped budgets (``scopes``, ``violations[].scope``), ``llm.unbudgeted``, latency and
+#: cost per model and agent, ``llm.cost.prices``
+SCHEMA_MINOR = 3
 SCHEMA_FILE = "report-v1.schema.json"
 
 
