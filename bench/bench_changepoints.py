@@ -16,7 +16,16 @@ p < 0.005), as ``--perf-compare=history`` did before change points, at every run
 of the window (the 5 runs from the step, the 15 runs of the creep, the last 15
 runs without a shift): a hit when any of them fails.
 
-Run: ``python bench/bench_changepoints.py [--quick]``.
+Per-run p95 of 30 samples with 5 % outliers is mostly outlier noise: E-divisive on
+that series finds neither the step nor the creep.  Rows ``p95-rank`` (E-divisive on
+the ranks of the per-run p95) and ``p90`` (the per-run p90, a steadier tail figure)
+are alternatives measured on the same series.
+
+**Speed**: the same series through the E-divisive of commit ``REFERENCE`` (before the
+numpy batches and per-segment seeds, read with ``git show``), this version without
+numpy (pure Python), and with numpy: ms per series and the ratios, in one command.
+
+Run: ``python bench/bench_changepoints.py [--quick] [--part detect|speed|all]``.
 """
 
 from __future__ import annotations
@@ -37,6 +46,8 @@ from pytest_agentperf.stats import summarize
 
 RUNS = 40
 SAMPLES = 30
+#: the last commit with the E-divisive before the batches (the speed reference)
+REFERENCE = "125a5b4"
 
 
 def run_samples(rng: random.Random, level: float, sigma: float = 0.1,
@@ -64,10 +75,23 @@ def entry(samples: list[float]) -> dict[str, Any]:
     return {"nodeid": "t", "latency": lat}
 
 
+def metric_series(runs: list[list[float]], metric: str) -> list[float]:
+    if metric == "p95-rank":
+        p95 = [summarize(r)["p95"] for r in runs]
+        order = sorted(range(len(p95)), key=p95.__getitem__)
+        ranks = [0.0] * len(p95)
+        for rank, i in enumerate(order):
+            ranks[i] = float(rank)
+        return ranks
+    if metric == "p90":
+        return [summarize(r)["p90"] for r in runs]
+    return [summarize(r)[metric] for r in runs]
+
+
 def trial(kind: str, metric: str, rng: random.Random) -> tuple[bool, bool, float]:
     """(change-point detection hit, pairwise gate hit, seconds spent detecting)."""
     runs = [run_samples(rng, lv) for lv in levels(kind)]
-    series = [summarize(r)[metric] for r in runs]
+    series = metric_series(runs, metric)
     t0 = time.perf_counter()
     cps = e_divisive(series)
     spent = time.perf_counter() - t0
@@ -89,16 +113,20 @@ def trial(kind: str, metric: str, rng: random.Random) -> tuple[bool, bool, float
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer series")
+    ap.add_argument("--part", choices=("detect", "speed", "all"), default="all")
     args = ap.parse_args()
+    if args.part == "speed":
+        speed(30 if args.quick else 100)
+        return
     n_null, n_other = (300, 100) if args.quick else (1000, 300)
     print(f"{RUNS} runs per series, {SAMPLES} samples per run, sigma 0.1, 5 % outliers; "
           "E-divisive alpha 0.005, 199 permutations, min 3 runs per side")
-    print(f"{'scenario':<26} {'metric':<5} {'series':>6} | {'change points':>13} "
+    print(f"{'scenario':<26} {'metric':<8} {'series':>6} | {'change points':>13} "
           f"{'pairwise gate':>13} | {'ms/series':>9}")
     t_start = time.perf_counter()
     for kind, label in (("none", "no shift (false alarms)"), ("step", "20% step, 5 runs after"),
                         ("creep", "2%/run creep, 15 runs")):
-        for metric in ("p50", "p95"):
+        for metric in ("p50", "p95", "p95-rank", "p90"):
             rng = random.Random(f"{kind}-{metric}")
             n = n_null if kind == "none" else n_other
             hits = gates = 0
@@ -108,9 +136,63 @@ def main() -> None:
                 hits += hit
                 gates += gate
                 spent += s
-            print(f"{label:<26} {metric:<5} {n:>6} | {hits / n:>13.1%} {gates / n:>13.1%} | "
+            print(f"{label:<26} {metric:<8} {n:>6} | {hits / n:>13.1%} {gates / n:>13.1%} | "
                   f"{spent / n * 1e3:>9.1f}")
     print(f"elapsed {time.perf_counter() - t_start:.1f} s")
+    speed(30 if args.quick else 100)
+
+
+def _reference() -> Any:
+    """The E-divisive of commit REFERENCE as a module, or None without git."""
+    import subprocess
+    import types
+
+    root = Path(__file__).resolve().parents[1]
+    try:
+        text = subprocess.run(["git", "show", f"{REFERENCE}:pytest_agentperf/changepoints.py"],
+                              cwd=root, capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    module = types.ModuleType("changepoints_reference")
+    sys.modules[module.__name__] = module  # dataclasses look their module up
+    exec(compile(text, f"{REFERENCE}:changepoints.py", "exec"), module.__dict__)
+    return module
+
+
+def speed(n: int) -> None:
+    from pytest_agentperf import changepoints
+
+    rng = random.Random("speed")
+    series = [metric_series([run_samples(rng, lv) for lv in levels(kind)], "p50")
+              for _ in range(n) for kind in ("none", "step", "creep")]
+    timings: dict[str, float] = {}
+    answers: dict[str, list[list[tuple[int, float]]]] = {}
+    ref = _reference()
+    if ref is not None:
+        t0 = time.perf_counter()
+        answers["ref"] = [[(c.index, c.p_value) for c in ref.e_divisive(s)] for s in series]
+        timings[f"commit {REFERENCE}"] = time.perf_counter() - t0
+    batch = changepoints._batch_evaluator
+    changepoints._batch_evaluator = lambda: None  # type: ignore[assignment]
+    try:
+        t0 = time.perf_counter()
+        answers["pure"] = [[(c.index, c.p_value) for c in changepoints.e_divisive(s)]
+                           for s in series]
+        timings["pure Python"] = time.perf_counter() - t0
+    finally:
+        changepoints._batch_evaluator = batch  # type: ignore[assignment]
+    if batch() is not None:
+        t0 = time.perf_counter()
+        answers["numpy"] = [[(c.index, c.p_value) for c in changepoints.e_divisive(s)]
+                            for s in series]
+        timings["numpy batches"] = time.perf_counter() - t0
+    same = all(a == next(iter(answers.values())) for a in answers.values())
+    first = next(iter(timings.values()))
+    print(f"speed, {len(series)} series of {RUNS} runs (p50; no shift, step, creep); "
+          f"the same change points and p-values from all: {same}")
+    for name, spent in timings.items():
+        print(f"  {name:<16} {spent / len(series) * 1e3:>8.1f} ms/series  "
+              f"(ratio first / this {first / spent:.1f})")
 
 
 if __name__ == "__main__":

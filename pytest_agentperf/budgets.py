@@ -20,13 +20,18 @@ from .units import fmt_quantity
 __all__ = [
     "BUDGET_KEYS",
     "GUIDE_ALIASES",
+    "SCOPE_KEYS",
+    "SCOPE_KINDS",
     "BudgetError",
     "BudgetKey",
+    "ScopeKind",
     "Violation",
     "check_budget",
     "format_violations",
     "parse_budget_items",
     "validate_budget",
+    "validate_scopes",
+    "violation_label",
 ]
 
 
@@ -208,18 +213,32 @@ class Violation:
     unit: str
     count: int | None
     note: str = ""
+    #: the scoped budget this limit belongs to (``"agent:planner"``), ``None`` for the test's
+    scope: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {"metric": self.metric, "value": self.value, "limit": self.limit,
-                "unit": self.unit, "count": self.count, "note": self.note or None}
+        out = {"metric": self.metric, "value": self.value, "limit": self.limit,
+               "unit": self.unit, "count": self.count, "note": self.note or None}
+        if self.scope is not None:
+            out["scope"] = self.scope
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Violation:
+        """The violation of a report entry (``KeyError``/``TypeError`` when malformed)."""
+        scope = data.get("scope")
+        return cls(str(data["metric"]), data.get("value"), float(data["limit"]),
+                   str(data.get("unit") or ""), data.get("count"), data.get("note") or "",
+                   None if scope is None else str(scope))
 
     def describe(self) -> str:
-        op = ">" if BUDGET_KEYS[self.metric].direction == "max" else "<"
+        key = BUDGET_KEYS.get(self.metric) or SCOPE_KEYS.get(self.metric)
+        op = "<" if key is not None and key.direction == "min" else ">"
         if self.value is None:
             value, limit = "unknown", fmt_quantity(self.limit, self.unit)
         else:
             value, limit = _distinct(self.value, self.limit, self.unit)
-        text = f"{self.metric} {value} {op} {limit}"
+        text = f"{violation_label(self.as_dict())} {value} {op} {limit}"
         if self.count is not None:
             text += f" (n={self.count})"
         if self.note:
@@ -352,3 +371,123 @@ def describe_keys() -> str:
     return "; ".join(
         f"{k.name} ({k.direction} {k.unit})" for k in BUDGET_KEYS.values()
     )
+
+
+# -- scoped budgets: limits on a part of the test ------------------------------------------
+#: keys that exist only inside a scope (a tool's count of runs)
+SCOPE_KEYS: dict[str, BudgetKey] = {
+    k.name: k
+    for k in (
+        BudgetKey("calls", "calls", "max", "positive", "times the profiler operation ran",
+                  ("calls",)),
+    )
+}
+
+_LATENCY_KEYS = ("p50", "p90", "p95", "p99", "mean", "max")
+
+
+@dataclass(frozen=True)
+class ScopeKind:
+    """One kind of scope (``agent:``, ``tool:``, ``model:``): what its pattern is matched
+    against and what each of its budget keys measures."""
+
+    name: str
+    matches: str
+    #: budget key -> what it measures for a scope of this kind
+    keys: Mapping[str, str]
+
+    def key(self, name: str) -> BudgetKey:
+        return BUDGET_KEYS.get(name) or SCOPE_KEYS[name]
+
+
+def _latency_texts(of: str) -> dict[str, str]:
+    return {q: f"{BUDGET_KEYS[q].description.split(' of ')[0]} of {of}" for q in _LATENCY_KEYS}
+
+
+#: Every scope kind and the keys it takes.  ``scopes={"KIND:PATTERN": {key: limit}}`` in
+#: ``perf_budget``; PATTERN is an fnmatch glob (``*``, ``?``, ``[...]``), case-sensitive.
+SCOPE_KINDS: dict[str, ScopeKind] = {
+    s.name: s
+    for s in (
+        ScopeKind(
+            "agent",
+            "agent names: agent_scope(name), framework agent spans, invoke_agent spans",
+            {**_latency_texts("the agent's LLM call latencies"),
+             "llm_calls": "LLM calls the agent made",
+             "tokens": "tokens of the agent's LLM calls",
+             "cost_usd": "cost of the agent's LLM calls"},
+        ),
+        ScopeKind(
+            "tool",
+            "profiler operations: 'agent:operation', or the operation alone when the "
+            "pattern has no ':'",
+            {**_latency_texts("the operation's durations"),
+             "calls": "times the operation ran",
+             "tokens": "tokens recorded in the operation"},
+        ),
+        ScopeKind(
+            "model",
+            "requested model names of LLM calls",
+            {**_latency_texts("the model's LLM call latencies"),
+             "llm_calls": "LLM calls to the model",
+             "tokens": "tokens of the model's LLM calls",
+             "cost_usd": "cost of the model's LLM calls"},
+        ),
+    )
+}
+
+
+def violation_label(violation: Mapping[str, Any]) -> str:
+    """``"p95"`` or, for a scoped budget, ``"agent:planner p95"``."""
+    scope = violation.get("scope")
+    metric = str(violation.get("metric"))
+    return metric if not scope else f"{scope} {metric}"
+
+
+def validate_scopes(scopes: object, source: str) -> dict[str, dict[str, float]]:
+    """Check ``scopes={"KIND:PATTERN": {key: limit}}`` and return it with float values."""
+    kinds = ", ".join(SCOPE_KINDS)
+    if not isinstance(scopes, Mapping):
+        raise BudgetError(
+            f"{source}: scopes={_short(scopes)} must be a dict of 'KIND:PATTERN' -> "
+            f"{{key: limit}}, e.g. scopes={{'agent:planner': {{'p95': 2.0}}}} (kinds: {kinds})"
+        )
+    out: dict[str, dict[str, float]] = {}
+    for name, limits in scopes.items():
+        if not isinstance(name, str):
+            raise BudgetError(f"{source}: scope name {name!r} must be a 'KIND:PATTERN' string")
+        kind_name, sep, pattern = name.partition(":")
+        kind = SCOPE_KINDS.get(kind_name)
+        if not sep or kind is None:
+            raise BudgetError(
+                f"{source}: scope {name!r}: unknown kind {kind_name!r}; write KIND:PATTERN "
+                f"with a kind of {kinds} (e.g. 'agent:planner', 'tool:search*')"
+            )
+        if not pattern.strip():
+            raise BudgetError(f"{source}: scope {name!r} has no name pattern after '{kind_name}:'")
+        where = f"{source}: scope {name!r}"
+        if not isinstance(limits, Mapping) or not limits:
+            raise BudgetError(
+                f"{where}: {_short(limits)} must be a non-empty dict of limits, e.g. "
+                f"{{'p95': 2.0}} (keys: {', '.join(kind.keys)})"
+            )
+        checked: dict[str, float] = {}
+        for key_name, value in limits.items():
+            if key_name not in kind.keys:
+                hint = ""
+                if kind.name == "tool" and key_name == "llm_calls":
+                    hint = " (a tool's runs are counted by 'calls')"
+                elif kind.name != "tool" and key_name == "calls":
+                    hint = " (LLM calls are counted by 'llm_calls')"
+                raise BudgetError(
+                    f"{where}: unknown key {key_name!r} for {kind.name} scopes{hint} "
+                    f"(value {value!r}). Valid keys: {', '.join(kind.keys)}"
+                )
+            checked[key_name] = _check_value(kind.key(key_name), value, where)
+        out[name] = checked
+    return out
+
+
+def describe_scopes() -> str:
+    """The scope kinds and their keys, for the markers line and ``--help``."""
+    return "; ".join(f"{k.name}:PATTERN ({', '.join(k.keys)})" for k in SCOPE_KINDS.values())

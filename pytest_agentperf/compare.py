@@ -18,6 +18,8 @@ statistically significant:
   figures don't flap.  With several baseline values (a history baseline,
   ``memory.values``) the current value must also lie outside their range.
 * **tokens** (``tokens.total``): deterministic, tolerance alone (+5 %).
+* **cost** (``llm.cost.usd``): as tokens, but only between runs that used the same prices
+  (``llm.cost.prices``); otherwise inconclusive, saying why.
 
 Improvements are the mirror image.  Everything here is pure Python (no
 scipy); percentiles come from :mod:`pytest_agentperf.stats`.
@@ -37,6 +39,14 @@ from typing import Any, Literal
 from .report import ReportError, load_report
 from .reportdata import number as _num
 from .reportdata import samples as _samples
+from .stats import (
+    Alternative,
+    MannWhitneyResult,
+    best_possible_p,
+    mann_whitney_u,
+    round_permutation_count,
+    round_permutation_test,
+)
 from .units import fmt_change as _fmt_change
 from .units import fmt_p as _fmt_p
 from .units import fmt_value as _fmt_value
@@ -57,18 +67,17 @@ __all__ = [
     "compare_reports",
     "environment_warnings",
     "format_comparison",
+    "latency_significance",
     "load_report",
     "mann_whitney_u",
+    "noise_allowance",
     "parse_fraction",
     "parse_tolerance_spec",
+    "round_alpha",
 ]
 
 Verdict = Literal["regression", "improvement", "unchanged", "inconclusive"]
 VERDICTS: tuple[Verdict, ...] = ("regression", "improvement", "inconclusive", "unchanged")
-Alternative = Literal["greater", "less", "two-sided"]
-
-#: Exact Mann-Whitney distribution up to this size (the smaller sample, no ties).
-_EXACT_MAX_N = 8
 _LATENCY_STATS: tuple[tuple[str, str], ...] = (("p50", "p50"), ("p95", "p95"), ("mean", "mean"))
 _OP_STATS: tuple[tuple[str, str], ...] = (("p50", "p50_s"), ("p95", "p95_s"), ("mean", "mean_s"))
 
@@ -167,112 +176,17 @@ def parse_tolerance_spec(text: str) -> dict[str, float]:
     return out
 
 
-# -- Mann-Whitney U ------------------------------------------------------------------
-@dataclass(frozen=True)
-class MannWhitneyResult:
-    """``u`` is the statistic of the *first* sample (x); ``p_value`` per ``alternative``."""
-
-    u: float
-    p_value: float
-    alternative: Alternative
-    method: Literal["exact", "normal"]
-    n_x: int
-    n_y: int
-
-
-def _ranks(values: Sequence[float]) -> tuple[list[float], float]:
-    """Mid-ranks (1-based) of ``values`` and the tie term ``sum(t^3 - t)``."""
-    order = sorted(range(len(values)), key=values.__getitem__)
-    ranks = [0.0] * len(values)
-    tie_term = 0.0
-    i = 0
-    n = len(values)
-    while i < n:
-        j = i
-        while j + 1 < n and values[order[j + 1]] == values[order[i]]:
-            j += 1
-        mid = (i + j) / 2.0 + 1.0
-        for k in range(i, j + 1):
-            ranks[order[k]] = mid
-        t = j - i + 1
-        if t > 1:
-            tie_term += t * t * t - t
-        i = j + 1
-    return ranks, tie_term
-
-
-def _exact_cdf_counts(n1: int, n2: int) -> list[int]:
-    """Number of arrangements giving U = 0..n1*n2 (Gaussian binomial coefficients)."""
-    size = n1 * n2 + 1
-    poly = [0] * size
-    poly[0] = 1
-    # prod_{i=1..n1} (1 - q^(n2+i)) / (1 - q^i), each factor a polynomial.
-    for i in range(1, n1 + 1):
-        step = n2 + i
-        for k in range(size - 1, step - 1, -1):  # multiply by (1 - q^step)
-            poly[k] -= poly[k - step]
-        for k in range(i, size):  # divide by (1 - q^i)
-            poly[k] += poly[k - i]
-    return poly
-
-
-def mann_whitney_u(
-    x: Sequence[float], y: Sequence[float], alternative: Alternative = "two-sided"
-) -> MannWhitneyResult:
-    """Mann-Whitney U test of ``x`` against ``y``.
-
-    ``alternative="greater"`` tests whether ``x`` tends to be larger than ``y``.
-    Exact distribution when a sample has at most 8 values and there are no ties;
-    otherwise the normal approximation with tie correction and continuity
-    correction (the same choices as ``scipy.stats.mannwhitneyu`` with
-    ``method="auto"``).  Raises ``ValueError`` on an empty sample.
-    """
-    n1, n2 = len(x), len(y)
-    if n1 == 0 or n2 == 0:
-        raise ValueError("Mann-Whitney U needs at least one value in each sample")
-    combined = [float(v) for v in x] + [float(v) for v in y]
-    ranks, tie_term = _ranks(combined)
-    r1 = math.fsum(ranks[:n1])
-    u1 = r1 - n1 * (n1 + 1) / 2.0
-    if tie_term == 0 and min(n1, n2) <= _EXACT_MAX_N:
-        counts = _exact_cdf_counts(min(n1, n2), max(n1, n2))  # symmetric in n1, n2
-        total = sum(counts)
-        k = round(u1)
-        p_greater = sum(counts[k:]) / total
-        p_less = sum(counts[: k + 1]) / total
-        method: Literal["exact", "normal"] = "exact"
-    else:
-        n = n1 + n2
-        mu = n1 * n2 / 2.0
-        var = n1 * n2 / 12.0 * ((n + 1) - tie_term / (n * (n - 1)))
-        if var <= 0:  # every value equal
-            return MannWhitneyResult(u1, 1.0, alternative, "normal", n1, n2)
-        sigma = math.sqrt(var)
-        p_greater = 0.5 * math.erfc(((u1 - mu - 0.5) / sigma) / math.sqrt(2.0))
-        p_less = 0.5 * math.erfc((-(u1 - mu + 0.5) / sigma) / math.sqrt(2.0))
-        method = "normal"
-    if alternative == "greater":
-        p = p_greater
-    elif alternative == "less":
-        p = p_less
-    else:
-        p = min(1.0, 2.0 * min(p_greater, p_less))
-    return MannWhitneyResult(u1, min(1.0, max(0.0, p)), alternative, method, n1, n2)
-
-
-def _best_possible_p(n1: int, n2: int) -> float:
-    """Smallest one-sided p-value a perfect separation can give (exact)."""
-    return 1.0 / math.comb(n1 + n2, n1)
-
-
 # -- results ---------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Evidence:
     """Why a verdict was reached.
 
     ``method``: ``"mann-whitney"`` (``p_value`` is the one-sided p in the
-    direction of the change), ``"tolerance"`` (deterministic metric) or
-    ``"tolerance+floor"`` (memory).  ``note`` explains inconclusive verdicts.
+    direction of the change, of a shift beyond the noise allowance),
+    ``"round-permutation"`` (Mann-Whitney's p on the pooled samples, and the
+    round permutation test over the sessions in ``note``), ``"tolerance"``
+    (deterministic metric) or ``"tolerance+floor"`` (memory).  ``note`` explains
+    inconclusive verdicts.
     """
 
     method: str
@@ -394,6 +308,75 @@ def _change(baseline: float | None, current: float | None) -> float | None:
     return current / baseline - 1.0
 
 
+def _sessions(value: Any, n: int) -> list[int] | None:
+    """A latency object's ``sample_sessions`` when it matches its ``n`` samples."""
+    if not isinstance(value, list) or len(value) != n or not all(
+            isinstance(g, int) and not isinstance(g, bool) for g in value):
+        return None
+    return value
+
+
+def _session_count(groups: Sequence[int] | None) -> int:
+    return len(set(groups)) if groups else 1
+
+
+def noise_allowance(tolerances: Tolerances) -> float:
+    """The shift a one-session comparison must significantly exceed: half the latency
+    tolerance (process-to-process noise cannot be seen in one session's samples)."""
+    return tolerances.latency / 2.0
+
+
+def round_alpha(tolerances: Tolerances) -> float:
+    """Level of the round-level test: ten times ``alpha``, at most 0.05 (with the
+    default alpha, 0.05: five rounds a side can reach it, see the bench)."""
+    return min(0.05, 10.0 * tolerances.alpha)
+
+
+def latency_significance(
+    base_samples: Sequence[float], cur_samples: Sequence[float], direction: Alternative,
+    tolerances: Tolerances, base_sessions: Sequence[int] | None = None,
+    cur_sessions: Sequence[int] | None = None,
+) -> tuple[float, str, str | None, bool] | None:
+    """``(p, method, note, rounds_agree)`` of the one-sided test of a shift in
+    ``direction`` ("greater": current slower), or None when no test could reach
+    ``alpha``.  ``p`` is Mann-Whitney's; ``rounds_agree`` is false when the round
+    test (below) did not find the shift: then it is not significant.
+
+    Samples measured in one pytest process share that process's noise (its CPU
+    placement, its neighbours on the machine), so a Mann-Whitney test that treats
+    them as independent takes a few percent of process-to-process noise for a change:
+
+    * when both sides were measured in several sessions (``ab`` rounds, a merged or
+      history baseline against a merged run) that can be split in at least
+      ``1 / round_alpha`` ways, whole sessions are permuted
+      (:func:`~pytest_agentperf.stats.round_permutation_test`); that test keeps its
+      level however noisy the sessions are (a machine whose load changes between
+      rounds) and must give ``p < round_alpha`` beside Mann-Whitney's ``p < alpha``
+      on the pooled samples;
+    * otherwise the process noise cannot be seen in the samples, and the
+      Mann-Whitney test asks for a shift beyond the :func:`noise_allowance`
+      (current scaled by ``1 / (1 + allowance)`` when testing for slower,
+      ``1 + allowance`` for faster) rather than any shift.
+    """
+    if best_possible_p(len(base_samples), len(cur_samples)) >= tolerances.alpha:
+        return None
+    k_b, k_c = _session_count(base_sessions), _session_count(cur_sessions)
+    level = round_alpha(tolerances)
+    if k_b >= 2 and k_c >= 2 and round_permutation_count(k_b, k_c) * level >= 1.0:
+        p = mann_whitney_u(cur_samples, base_samples, direction).p_value
+        rounds = round_permutation_test(cur_samples, cur_sessions, base_samples,
+                                        base_sessions, direction, max_exact=2_000,
+                                        resamples=999)
+        note = f"round permutation p={_fmt_p(rounds.p_value)} over {k_b}/{k_c} sessions"
+        return p, "round-permutation", note, rounds.p_value < level
+    allowance = noise_allowance(tolerances)
+    factor = 1.0 / (1.0 + allowance) if direction == "greater" else 1.0 + allowance
+    scaled = [v * factor for v in cur_samples]
+    p = mann_whitney_u(scaled, base_samples, direction).p_value
+    extra = f"beyond a {allowance * 100:g}% noise allowance" if allowance else None
+    return p, "mann-whitney", extra, True
+
+
 def compare_latency(
     metric: str,
     baseline: float | None,
@@ -401,33 +384,49 @@ def compare_latency(
     base_samples: Sequence[float],
     cur_samples: Sequence[float],
     tolerances: Tolerances,
+    base_sessions: Sequence[int] | None = None,
+    cur_sessions: Sequence[int] | None = None,
+    cache: dict[str, tuple[float, str, str | None, bool] | None] | None = None,
 ) -> MetricComparison:
-    """Compare one latency statistic, using the raw samples for significance."""
+    """Compare one latency statistic, using the raw samples for significance.
+
+    ``base_sessions``/``cur_sessions``: the session (pytest process) of each sample
+    (``sample_sessions`` of a merged entry), see :func:`latency_significance`.
+    ``cache`` shares the test between statistics of the same samples.
+    """
     tol = tolerances.latency
     change = _change(baseline, current)
     n_b, n_c = len(base_samples), len(cur_samples)
     if baseline is None or current is None or change is None:
         return MetricComparison(metric, "s", baseline, current, change, tol, "inconclusive",
                                 Evidence("mann-whitney", None, n_b, n_c, "not measured"))
-    if min(n_b, n_c) < tolerances.min_samples or (
-        _best_possible_p(n_b, n_c) >= tolerances.alpha
-    ):
-        note = (
-            f"too few samples (need >= {tolerances.min_samples} per side: use the profiler "
-            "or perf_record.add_latency, or a history baseline)"
-        )
+    too_few = (
+        f"too few samples (need >= {tolerances.min_samples} per side: use perf_runs, the "
+        "profiler or perf_record.add_latency, or a history baseline)"
+    )
+    if min(n_b, n_c) < tolerances.min_samples:
         return MetricComparison(metric, "s", baseline, current, change, tol, "inconclusive",
-                                Evidence("mann-whitney", None, n_b, n_c, note))
+                                Evidence("mann-whitney", None, n_b, n_c, too_few))
     direction: Alternative = "greater" if change >= 0 else "less"
-    p = mann_whitney_u(cur_samples, base_samples, direction).p_value
-    significant = p < tolerances.alpha
+    if cache is not None and direction in cache:
+        found = cache[direction]
+    else:
+        found = latency_significance(base_samples, cur_samples, direction, tolerances,
+                                     base_sessions, cur_sessions)
+        if cache is not None:
+            cache[direction] = found
+    if found is None:
+        return MetricComparison(metric, "s", baseline, current, change, tol, "inconclusive",
+                                Evidence("mann-whitney", None, n_b, n_c, too_few))
+    p, method, note, rounds_agree = found
+    significant = p < tolerances.alpha and rounds_agree
     verdict: Verdict = "unchanged"
     if significant and change > tol:
         verdict = "regression"
     elif significant and change < -tol:
         verdict = "improvement"
     return MetricComparison(metric, "s", baseline, current, change, tol, verdict,
-                            Evidence("mann-whitney", p, n_b, n_c))
+                            Evidence(method, p, n_b, n_c, note))
 
 
 def _compare_memory(base: Mapping[str, Any], cur: Mapping[str, Any],
@@ -479,6 +478,41 @@ def _compare_tokens(base: Mapping[str, Any], cur: Mapping[str, Any],
                             Evidence("tolerance", None, None, None, note))
 
 
+def _compare_cost(base: Mapping[str, Any], cur: Mapping[str, Any],
+                  tolerances: Tolerances) -> MetricComparison | None:
+    """Cost of the LLM calls, compared only when both runs priced them with the same prices
+    (``llm.cost.prices``: the same price table, the same genai-prices version); otherwise
+    *inconclusive*, saying so.  Deterministic like tokens: the tokens tolerance applies."""
+    b_cost = _mapping(_mapping(base.get("llm")).get("cost"))
+    c_cost = _mapping(_mapping(cur.get("llm")).get("cost"))
+    baseline, current = _num(b_cost.get("usd")), _num(c_cost.get("usd"))
+    b_prices, c_prices = b_cost.get("prices"), c_cost.get("prices")
+    if baseline is None or current is None or b_prices is None or c_prices is None:
+        return None  # a side without cost, or a report from before prices were recorded
+    tol = tolerances.tokens
+    change = _change(baseline, current)
+    verdict: Verdict = "unchanged"
+    note = None
+    if b_prices != c_prices:
+        verdict = "inconclusive"
+        note = f"cost not compared: the runs used different prices ({b_prices} / {c_prices})"
+    elif not (b_cost.get("complete") and c_cost.get("complete")):
+        verdict, note = "inconclusive", "cost not compared: a side's cost is a lower bound"
+    elif baseline == 0:
+        if current > 0:
+            verdict, note = "regression", "the baseline cost nothing"
+    elif current > baseline * (1 + tol):
+        verdict = "regression"
+    elif current < baseline * (1 - tol):
+        verdict = "improvement"
+    return MetricComparison("llm.cost_usd", "USD", baseline, current, change, tol, verdict,
+                            Evidence("tolerance", None, None, None, note))
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
 def compare_entries(
     base: Mapping[str, Any], cur: Mapping[str, Any], tolerances: Tolerances | None = None,
 ) -> TestComparison:
@@ -491,9 +525,13 @@ def compare_entries(
         c_lat.get("count") and b_lat.get("count")
     ):
         b_s, c_s = _samples(b_lat.get("samples")), _samples(c_lat.get("samples"))
+        b_g = _sessions(b_lat.get("sample_sessions"), len(b_s))
+        c_g = _sessions(c_lat.get("sample_sessions"), len(c_s))
+        cache: dict[str, tuple[float, str, str | None, bool] | None] = {}
         for name, key in _LATENCY_STATS:
             out.metrics.append(compare_latency(
-                f"latency.{name}", _num(b_lat.get(key)), _num(c_lat.get(key)), b_s, c_s, tol))
+                f"latency.{name}", _num(b_lat.get(key)), _num(c_lat.get(key)), b_s, c_s, tol,
+                b_g, c_g, cache))
     b_ops, c_ops = base.get("operations"), cur.get("operations")
     if isinstance(b_ops, Mapping) and isinstance(c_ops, Mapping):
         for op in sorted(set(b_ops) & set(c_ops)):
@@ -501,10 +539,15 @@ def compare_entries(
             if not isinstance(b_op, Mapping) or not isinstance(c_op, Mapping):
                 continue
             b_s, c_s = _samples(b_op.get("samples")), _samples(c_op.get("samples"))
+            b_g = _sessions(b_op.get("sample_sessions"), len(b_s))
+            c_g = _sessions(c_op.get("sample_sessions"), len(c_s))
+            op_cache: dict[str, tuple[float, str, str | None, bool] | None] = {}
             for name, key in _OP_STATS:
                 out.metrics.append(compare_latency(
-                    f"op[{op}].{name}", _num(b_op.get(key)), _num(c_op.get(key)), b_s, c_s, tol))
-    for extra in (_compare_memory(base, cur, tol), _compare_tokens(base, cur, tol)):
+                    f"op[{op}].{name}", _num(b_op.get(key)), _num(c_op.get(key)), b_s, c_s,
+                    tol, b_g, c_g, op_cache))
+    for extra in (_compare_memory(base, cur, tol), _compare_tokens(base, cur, tol),
+                  _compare_cost(base, cur, tol)):
         if extra is not None:
             out.metrics.append(extra)
     return out

@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from importlib import resources
 from typing import Any
 
-from .budgets import BUDGET_KEYS, measured_value
+from .budgets import BUDGET_KEYS, SCOPE_KEYS, measured_value, violation_label
 from .report import atomic_write_text, fix_surrogates
 from .reportdata import as_dict, as_list, number
 from .stats import summarize
@@ -43,7 +43,7 @@ LATENCY_KEYS = ("p50", "p90", "p95", "p99", "mean", "max")
 #: test-entry keys rendered by a dedicated part of the page
 KNOWN_KEYS = frozenset({
     "nodeid", "outcome", "duration_s", "cpu_time_s", "budget", "latency", "memory", "tokens",
-    "operations", "violations", "findings", "llm", "load", "baseline",
+    "operations", "violations", "findings", "llm", "load", "baseline", "scopes",
 })
 #: a generic section longer than this (JSON characters) is cut
 MAX_SECTION_CHARS = 20_000
@@ -355,7 +355,8 @@ def _budget_table(test: Mapping[str, Any]) -> str:
     budget = as_dict(test.get("budget"))
     if not budget:
         return ""
-    broken = {str(v.get("metric")) for v in as_list(test.get("violations")) if isinstance(v, dict)}
+    broken = {str(v.get("metric")) for v in as_list(test.get("violations"))
+              if isinstance(v, dict) and not v.get("scope")}
     rows = []
     for key, limit in budget.items():
         spec = BUDGET_KEYS.get(key)
@@ -366,6 +367,36 @@ def _budget_table(test: Mapping[str, Any]) -> str:
                                  + _fmt_unit(limit, unit)),
                      _e(_fmt_unit(measured, unit)), status])
     return "<h4>Budget</h4>" + _table(["key", "limit", "measured", ""], rows)
+
+
+def _scopes_table(test: Mapping[str, Any]) -> str:
+    """Each scoped budget's limits against what its scope measured."""
+    scopes = {k: v for k, v in as_dict(test.get("scopes")).items() if isinstance(v, dict)}
+    if not scopes:
+        return ""
+    notes = {(str(v.get("scope")), str(v.get("metric"))): str(v.get("note") or "")
+             for v in as_list(test.get("violations")) if isinstance(v, dict) and v.get("scope")}
+    rows = []
+    for name, block in scopes.items():
+        measured = as_dict(block.get("measured"))
+        broken = {str(k) for k in as_list(block.get("violations"))}
+        matched = ", ".join(str(m) for m in as_list(block.get("matched"))) or "nothing"
+        for key, limit in as_dict(block.get("limits")).items():
+            spec = BUDGET_KEYS.get(key) or SCOPE_KEYS.get(key)
+            unit = spec.unit if spec else ""
+            note = notes.get((name, key), "")
+            if key not in broken:
+                status = "ok"
+            elif note.startswith("unverifiable"):
+                status = f'<b class="bad" title="{_e(note)}">unverifiable</b>'
+            else:
+                status = '<b class="bad">over</b>'
+            rows.append([_e(name), _e(matched), _e(key),
+                         _e(("≥ " if spec and spec.direction == "min" else "≤ ")
+                            + _fmt_unit(limit, unit)),
+                         _e(_fmt_unit(measured.get(key), unit)), status])
+    return "<h4>Scoped budgets</h4>" + _table(
+        ["scope", "matched", "key", "limit", "measured", ""], rows)
 
 
 def _operations(test: Mapping[str, Any]) -> str:
@@ -391,8 +422,21 @@ def _llm(test: Mapping[str, Any]) -> str:
         return ""
     out = ["<h4>LLM calls</h4>", _kv({k: v for k, v in llm.items()
                                       if k not in ("per_model", "per_agent")})]
-    for name, title in (("per_model", "model"), ("per_agent", "agent")):
-        per = {k: v for k, v in as_dict(llm.get(name)).items() if isinstance(v, dict)}
+    cost = as_dict(llm.get("cost"))
+    if cost:
+        out.append(_kv({"cost_usd": cost.get("usd"), "cost complete": cost.get("complete"),
+                        "prices": cost.get("prices")}))
+    apart = as_dict(llm.get("unbudgeted"))
+    tables = [("per_model", "model", llm), ("per_agent", "agent", llm)]
+    if apart:
+        out.append("<h4>Unbudgeted LLM calls (agent_scope(..., budgeted=False))</h4>")
+        out.append(_kv({"calls": apart.get("calls"),
+                        "tokens": as_dict(apart.get("tokens")).get("total"),
+                        "cost_usd": as_dict(apart.get("cost")).get("usd"),
+                        "latency p95": fmt_seconds(as_dict(apart.get("latency")).get("p95"))}))
+        tables.append(("per_agent", "unbudgeted agent", apart))
+    for name, title, where in tables:
+        per = {k: v for k, v in as_dict(where.get(name)).items() if isinstance(v, dict)}
         if not per:
             continue
         most = max((number(v.get("total")) or 0.0 for v in per.values()), default=0.0) or 1.0
@@ -508,7 +552,8 @@ def _details(test: Mapping[str, Any], history: Sequence[Mapping[str, Any]] | Non
     violations = [v for v in as_list(test.get("violations")) if isinstance(v, dict)]
     if violations:
         items = "".join(
-            f"<li><b>{_e(v.get('metric'))}</b>: {_e(_fmt_unit(v.get('value'), v.get('unit', '')))}"
+            f"<li><b>{_e(violation_label(v))}</b>: "
+            f"{_e(_fmt_unit(v.get('value'), v.get('unit', '')))}"
             f" (limit {_e(_fmt_unit(v.get('limit'), v.get('unit', '')))})</li>"
             for v in violations)
         out.append(f'<div class="violations"><h4>Budget violations</h4><ul>{items}</ul></div>')
@@ -523,6 +568,7 @@ def _details(test: Mapping[str, Any], history: Sequence[Mapping[str, Any]] | Non
                                                         "max"))]]))
     out.append("</div><div>")
     out.append(_budget_table(test))
+    out.append(_scopes_table(test))
     facts: dict[str, Any] = {"duration": fmt_seconds(test.get("duration_s")),
                              "cpu time": fmt_seconds(test.get("cpu_time_s"))}
     memory = as_dict(test.get("memory"))

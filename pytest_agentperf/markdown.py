@@ -12,6 +12,7 @@ import html
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from .budgets import violation_label
 from .units import fmt_change, fmt_p, fmt_value
 
 __all__ = ["GITHUB_SUMMARY_LIMIT", "comparison_dict", "comparison_markdown", "escape",
@@ -97,7 +98,7 @@ def _violation_rows(tests: Sequence[Mapping[str, Any]]) -> list[list[str]]:
             value = v.get("value")
             measured = "unverifiable" if value is None else fmt_value(value, unit)
             n = v.get("count")
-            rows.append([escape(t.get("nodeid", "?")), escape(v.get("metric", "?")),
+            rows.append([escape(t.get("nodeid", "?")), escape(violation_label(v)),
                          escape(measured), escape(fmt_value(v.get("limit"), unit)),
                          "-" if n is None else str(n)])
     return rows

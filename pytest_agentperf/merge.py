@@ -19,7 +19,7 @@ from .compare import environment_warnings
 from .reportdata import number, samples
 from .stats import summarize
 
-__all__ = ["merge_entries", "merge_reports", "pool_samples"]
+__all__ = ["merge_entries", "merge_reports", "pool_labelled", "pool_samples"]
 
 
 def pool_samples(
@@ -33,19 +33,57 @@ def pool_samples(
     fits).  Otherwise each part contributes in proportion to its ``count``
     (seeded, so merging is reproducible).
     """
-    parts = [(list(s), int(c)) for s, c in parts if c > 0 and len(s) > 0]
-    total = sum(c for _, c in parts)
+    samples, _, exact = pool_labelled(
+        [(s, c, [0] * len(s)) for s, c in parts], size, seed)
+    return samples, exact
+
+
+def pool_labelled(
+    parts: Sequence[tuple[Sequence[float], int, Sequence[int]]], size: int, seed: int = 0
+) -> tuple[list[float], list[int], bool]:
+    """:func:`pool_samples` keeping a label per value (the session it came from).
+
+    Each part is ``(reservoir, count, labels)`` with one label per reservoir
+    value; returns ``(samples, labels, exact)``.
+    """
+    kept = [(list(s), int(c), list(g)) for s, c, g in parts if c > 0 and len(s) > 0]
+    total = sum(c for _, c, _ in kept)
     if total == 0:
-        return [], True
-    if all(len(s) == c for s, c in parts) and total <= size:
-        return [v for s, _ in parts for v in s], True
-    target = min([float(size)] + [len(s) * total / c for s, c in parts])
+        return [], [], True
+    if all(len(s) == c for s, c, _ in kept) and total <= size:
+        return ([v for s, _, _ in kept for v in s], [g for _, _, gs in kept for g in gs],
+                True)
+    target = min([float(size)] + [len(s) * total / c for s, c, _ in kept])
     rng = random.Random(seed)
     out: list[float] = []
-    for s, c in parts:
+    labels: list[int] = []
+    for s, c, gs in kept:
         k = min(len(s), max(1, round(target * c / total)))
-        out.extend(rng.sample(s, k))
-    return out[:size], False
+        for i in rng.sample(range(len(s)), k):
+            out.append(s[i])
+            labels.append(gs[i])
+    return out[:size], labels[:size], False
+
+
+def _session_labels(parts: Sequence[Mapping[str, Any]], sessions: bool) -> list[list[int]]:
+    """One session label per sample of each part: a part's own ``sample_sessions``
+    (a merged entry) shifted past the labels used so far, else one new session per part
+    (all parts one session when ``sessions`` is false: runs of one process)."""
+    out: list[list[int]] = []
+    offset = 0
+    for p in parts:
+        n = len(samples(p.get("samples")))
+        own = p.get("sample_sessions")
+        if not sessions:
+            out.append([0] * n)
+        elif isinstance(own, list) and len(own) == n and all(
+                isinstance(g, int) and not isinstance(g, bool) and g >= 0 for g in own):
+            out.append([offset + g for g in own])
+            offset += max(own, default=-1) + 1
+        else:
+            out.append([offset] * n)
+            offset += 1
+    return out
 
 
 _OUTCOME_RANK = ("crashed", "error", "failed", "interrupted", "xpassed", "passed", "xfailed",
@@ -67,12 +105,15 @@ def _mean(values: Iterable[Any]) -> float | None:
     return math.fsum(nums) / len(nums) if nums else None
 
 
-def _merge_latency(parts: list[Mapping[str, Any]]) -> tuple[dict[str, Any], bool]:
+def _merge_latency(parts: list[Mapping[str, Any]], sessions: bool
+                   ) -> tuple[dict[str, Any], bool]:
     with_data = [p for p in parts if isinstance(p.get("count"), int) and p["count"] > 0]
     if not with_data:
         return dict(parts[0]) if parts else summarize(()), True
-    pooled, exact = pool_samples(
-        [(samples(p.get("samples")), int(p["count"])) for p in with_data], _TEST_RESERVOIR)
+    labels = _session_labels(with_data, sessions)
+    pooled, pooled_labels, exact = pool_labelled(
+        [(samples(p.get("samples")), int(p["count"]), g)
+         for p, g in zip(with_data, labels, strict=True)], _TEST_RESERVOIR)
     exact = exact and all(p.get("exact", True) for p in with_data)
     out = summarize(pooled)
     if not exact:  # count, min, max and mean are known exactly from the inputs
@@ -94,13 +135,19 @@ def _merge_latency(parts: list[Mapping[str, Any]]) -> tuple[dict[str, Any], bool
                 sources.append(src)
     out["source"] = "+".join(sources) or "none"
     out["samples"] = pooled
+    if len(set(pooled_labels)) > 1:
+        out["sample_sessions"] = pooled_labels
     return out, exact
 
 
-def _merge_operation(parts: list[Mapping[str, Any]], runs: int) -> tuple[dict[str, Any], bool]:
-    pooled, exact = pool_samples(
-        [(samples(p.get("samples")), int(p.get("count") or 0)) for p in parts], _OP_RESERVOIR)
+def _merge_operation(parts: list[Mapping[str, Any]], runs: int, sessions: bool
+                     ) -> tuple[dict[str, Any], bool]:
+    labels = _session_labels(parts, sessions)
+    pooled, pooled_labels, exact = pool_labelled(
+        [(samples(p.get("samples")), int(p.get("count") or 0), g)
+         for p, g in zip(parts, labels, strict=True)], _OP_RESERVOIR)
     out: dict[str, Any] = dict(parts[0])
+    out.pop("sample_sessions", None)
     count = sum(int(p.get("count") or 0) for p in parts)
     total_s = math.fsum(number(p.get("total_s")) or 0.0 for p in parts)
     summary = summarize(pooled)
@@ -115,6 +162,8 @@ def _merge_operation(parts: list[Mapping[str, Any]], runs: int) -> tuple[dict[st
         "tokens": round(sum(int(p.get("tokens") or 0) for p in parts) / runs),
         "samples": pooled,
     })
+    if len(set(pooled_labels)) > 1:
+        out["sample_sessions"] = pooled_labels
     for key in ("prompt_tokens", "completion_tokens", "errors"):
         if key in out:
             out[key] = round(sum(int(p.get(key) or 0) for p in parts) / runs)
@@ -139,8 +188,14 @@ def _merge_runs(parts: list[Mapping[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def merge_entries(entries: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+def merge_entries(entries: Sequence[Mapping[str, Any]], *, sessions: bool = True
+                  ) -> dict[str, Any]:
     """One entry from several runs of the same test.
+
+    ``sessions``: the entries come from separate pytest sessions (processes),
+    so the pooled samples keep ``sample_sessions``, the session each came
+    from, for the regression gate's round-level test; false for repeated runs
+    inside one process (``perf_runs``).
 
     Distributions pool (latency and operation samples; percentiles are
     recomputed, ``exact`` is false when the pooled samples are a subsample);
@@ -159,7 +214,7 @@ def merge_entries(entries: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         for key, value in e.items():
             out.setdefault(key, value)
     latency, exact = _merge_latency(
-        [e["latency"] for e in entries if isinstance(e.get("latency"), Mapping)])
+        [e["latency"] for e in entries if isinstance(e.get("latency"), Mapping)], sessions)
     out["latency"] = latency
     out["outcome"] = _worst_outcome(e.get("outcome") for e in entries)
     out["duration_s"] = _mean(e.get("duration_s") for e in entries)
@@ -195,7 +250,7 @@ def merge_entries(entries: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
                     ops.setdefault(key, []).append(data)
     merged_ops: dict[str, Any] = {}
     for key, parts in ops.items():
-        merged_ops[key], op_exact = _merge_operation(parts, runs)
+        merged_ops[key], op_exact = _merge_operation(parts, runs, sessions)
         exact = exact and op_exact
     out["operations"] = merged_ops
     out["violations"] = [v for e in entries for v in (e.get("violations") or [])]

@@ -29,6 +29,8 @@ class TestRecord:
     def __init__(self, nodeid: str, budget: dict[str, float] | None = None) -> None:
         self.nodeid = nodeid
         self.budget = budget
+        #: scoped budgets, ``{"agent:planner": {"p95": 2.0}}`` (``perf_budget(scopes=...)``)
+        self.scopes: dict[str, dict[str, float]] = {}
         self.call_duration_s: float | None = None
         self.cpu_time_s: float | None = None
         self.memory: MemoryResult | None = None

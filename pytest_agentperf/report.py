@@ -38,8 +38,11 @@ __all__ = [
 
 SCHEMA_VERSION = 1
 #: compatible additions to version 1: 1 = outcomes ``crashed``/``interrupted``,
-#: top-level ``schema_minor`` and ``plugin_errors``
-SCHEMA_MINOR = 1
+#: top-level ``schema_minor`` and ``plugin_errors``; 2 = ``sample_sessions`` of merged
+#: latency and operations
+#: 3 = scoped budgets (``scopes``, ``violations[].scope``), ``llm.unbudgeted``, latency and
+#: cost per model and agent, ``llm.cost.prices``
+SCHEMA_MINOR = 3
 SCHEMA_FILE = "report-v1.schema.json"
 
 

@@ -16,15 +16,23 @@ them into an HDR histogram (3 significant digits, so any percentile is within
 0.1 % of the exact one) so that memory stays bounded however many samples a test
 records.  It also keeps a small uniform reservoir of raw values for the
 regression statistics.
+
+The significance tests of the regression gate live here too: the Mann-Whitney
+U test (:func:`mann_whitney_u`, exact for small samples, normal approximation
+with tie correction otherwise) and the rank test that permutes whole rounds
+(:func:`round_permutation_test`) for samples that come from several pytest
+processes.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 from array import array
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
 
 from .histogram import NS_PER_S, FastHdr, clamp_ns, new_hdr, percentile
 
@@ -32,11 +40,20 @@ if TYPE_CHECKING:
     from .histogram import LatencyHistogram
 
 __all__ = [
+    "Alternative",
+    "MannWhitneyResult",
+    "RoundPermutationResult",
     "SampleSet",
+    "best_possible_p",
+    "mann_whitney_u",
     "percentile",
     "percentiles",
+    "round_permutation_count",
+    "round_permutation_test",
     "summarize",
 ]
+
+Alternative = Literal["greater", "less", "two-sided"]
 
 # HDR histograms record integers: latencies are kept in nanoseconds, in the one layout
 # that histogram.py owns (1 ns .. 1 h, 3 significant digits).
@@ -324,3 +341,214 @@ class SampleSet:
 
 def _to_ns(seconds: float) -> int:
     return clamp_ns(int(seconds * _NS))
+
+
+# -- significance tests --------------------------------------------------------------
+#: Exact Mann-Whitney distribution up to this size (the smaller sample, no ties).
+_EXACT_MAX_N = 8
+
+@dataclass(frozen=True)
+class MannWhitneyResult:
+    """``u`` is the statistic of the *first* sample (x); ``p_value`` per ``alternative``."""
+
+    u: float
+    p_value: float
+    alternative: Alternative
+    method: Literal["exact", "normal"]
+    n_x: int
+    n_y: int
+
+
+def _ranks(values: Sequence[float]) -> tuple[list[float], float]:
+    """Mid-ranks (1-based) of ``values`` and the tie term ``sum(t^3 - t)``."""
+    order = sorted(range(len(values)), key=values.__getitem__)
+    ranks = [0.0] * len(values)
+    tie_term = 0.0
+    i = 0
+    n = len(values)
+    while i < n:
+        j = i
+        while j + 1 < n and values[order[j + 1]] == values[order[i]]:
+            j += 1
+        mid = (i + j) / 2.0 + 1.0
+        for k in range(i, j + 1):
+            ranks[order[k]] = mid
+        t = j - i + 1
+        if t > 1:
+            tie_term += t * t * t - t
+        i = j + 1
+    return ranks, tie_term
+
+
+def _exact_cdf_counts(n1: int, n2: int) -> list[int]:
+    """Number of arrangements giving U = 0..n1*n2 (Gaussian binomial coefficients)."""
+    size = n1 * n2 + 1
+    poly = [0] * size
+    poly[0] = 1
+    # prod_{i=1..n1} (1 - q^(n2+i)) / (1 - q^i), each factor a polynomial.
+    for i in range(1, n1 + 1):
+        step = n2 + i
+        for k in range(size - 1, step - 1, -1):  # multiply by (1 - q^step)
+            poly[k] -= poly[k - step]
+        for k in range(i, size):  # divide by (1 - q^i)
+            poly[k] += poly[k - i]
+    return poly
+
+
+def mann_whitney_u(
+    x: Sequence[float], y: Sequence[float], alternative: Alternative = "two-sided"
+) -> MannWhitneyResult:
+    """Mann-Whitney U test of ``x`` against ``y``.
+
+    ``alternative="greater"`` tests whether ``x`` tends to be larger than ``y``.
+    Exact distribution when a sample has at most 8 values and there are no ties;
+    otherwise the normal approximation with tie correction and continuity
+    correction (the same choices as ``scipy.stats.mannwhitneyu`` with
+    ``method="auto"``).  Raises ``ValueError`` on an empty sample.
+    """
+    n1, n2 = len(x), len(y)
+    if n1 == 0 or n2 == 0:
+        raise ValueError("Mann-Whitney U needs at least one value in each sample")
+    combined = [float(v) for v in x] + [float(v) for v in y]
+    ranks, tie_term = _ranks(combined)
+    r1 = math.fsum(ranks[:n1])
+    u1 = r1 - n1 * (n1 + 1) / 2.0
+    if tie_term == 0 and min(n1, n2) <= _EXACT_MAX_N:
+        counts = _exact_cdf_counts(min(n1, n2), max(n1, n2))  # symmetric in n1, n2
+        total = sum(counts)
+        k = round(u1)
+        p_greater = sum(counts[k:]) / total
+        p_less = sum(counts[: k + 1]) / total
+        method: Literal["exact", "normal"] = "exact"
+    else:
+        n = n1 + n2
+        mu = n1 * n2 / 2.0
+        var = n1 * n2 / 12.0 * ((n + 1) - tie_term / (n * (n - 1)))
+        if var <= 0:  # every value equal
+            return MannWhitneyResult(u1, 1.0, alternative, "normal", n1, n2)
+        sigma = math.sqrt(var)
+        p_greater = 0.5 * math.erfc(((u1 - mu - 0.5) / sigma) / math.sqrt(2.0))
+        p_less = 0.5 * math.erfc((-(u1 - mu + 0.5) / sigma) / math.sqrt(2.0))
+        method = "normal"
+    if alternative == "greater":
+        p = p_greater
+    elif alternative == "less":
+        p = p_less
+    else:
+        p = min(1.0, 2.0 * min(p_greater, p_less))
+    return MannWhitneyResult(u1, min(1.0, max(0.0, p)), alternative, method, n1, n2)
+
+
+def best_possible_p(n1: int, n2: int) -> float:
+    """Smallest one-sided p-value a perfect separation can give (exact)."""
+    return 1.0 / math.comb(n1 + n2, n1)
+
+
+@dataclass(frozen=True)
+class RoundPermutationResult:
+    """A rank test that keeps each round's (session's) samples together.
+
+    ``auc`` is P(x > y) + P(x = y) / 2 over all pairs of samples (0.5: no
+    difference); ``p_value`` per ``alternative``; ``method`` ``"exact"`` (every
+    split of the rounds) or ``"monte-carlo"`` (random splits, seeded);
+    ``rounds_x``/``rounds_y`` the number of rounds on each side.
+    """
+
+    auc: float
+    p_value: float
+    alternative: Alternative
+    method: Literal["exact", "monte-carlo"]
+    rounds_x: int
+    rounds_y: int
+    permutations: int
+
+
+def _clusters(values: Sequence[float], groups: Sequence[int] | None) -> list[list[int]]:
+    """Indices of ``values`` per group (one group when ``groups`` is None)."""
+    if groups is None:
+        return [list(range(len(values)))]
+    if len(groups) != len(values):
+        raise ValueError(f"{len(groups)} group labels for {len(values)} values")
+    by: dict[int, list[int]] = {}
+    for i, g in enumerate(groups):
+        by.setdefault(int(g), []).append(i)
+    return list(by.values())
+
+
+def round_permutation_count(rounds_x: int, rounds_y: int) -> int:
+    """Distinct splits of ``rounds_x + rounds_y`` rounds into the two sides."""
+    return math.comb(rounds_x + rounds_y, rounds_x)
+
+
+def round_permutation_test(
+    x: Sequence[float], x_groups: Sequence[int] | None,
+    y: Sequence[float], y_groups: Sequence[int] | None,
+    alternative: Alternative = "two-sided", *, max_exact: int = 20_000,
+    resamples: int = 4_999, seed: int = 0,
+) -> RoundPermutationResult:
+    """Rank-sum test of ``x`` against ``y`` whose samples come in rounds.
+
+    Samples measured in one pytest process (one round of ``ab``, one session of
+    a history baseline) share that process's noise — its CPU placement, its
+    neighbours on the machine — so they are not independent, and a
+    Mann-Whitney test that treats them as such is too confident.  Here whole
+    rounds are permuted between the two sides: the statistic is the
+    Mann-Whitney AUC of the pooled samples (ranks computed once), and the
+    p-value is the share of splits of the rounds that give an AUC at least as
+    extreme as the observed one.  Under "no change" the rounds are
+    exchangeable, so the test keeps its level however large the
+    round-to-round noise is.  Every split is enumerated while there are at
+    most ``max_exact`` of them; otherwise ``resamples`` random splits (seeded,
+    so reproducible), stopped early once 20 splits were at least as extreme
+    (Besag & Clifford's sequential p-value: clearly not significant).  The
+    smallest possible p-value is ``1 / round_permutation_count(kx, ky)``.
+    """
+    cx, cy = _clusters(x, x_groups), _clusters(y, y_groups)
+    if not x or not y:
+        raise ValueError("the round permutation test needs at least one value in each sample")
+    combined = [float(v) for v in x] + [float(v) for v in y]
+    ranks, _ = _ranks(combined)
+    n_x = len(x)
+    sums = [math.fsum(ranks[i] for i in c) for c in cx]
+    sums += [math.fsum(ranks[n_x + i] for i in c) for c in cy]
+    sizes = [len(c) for c in cx] + [len(c) for c in cy]
+    total = len(combined)
+    k, kx = len(sizes), len(cx)
+
+    def auc(chosen: Iterable[int]) -> float:
+        r = n = 0.0
+        for i in chosen:
+            r += sums[i]
+            n += sizes[i]
+        if n == 0 or n == total:
+            return 0.5
+        return (r - n * (n + 1) / 2.0) / (n * (total - n))
+
+    observed = auc(range(kx))
+    eps = 1e-12
+    if alternative == "greater":
+        def extreme(a: float) -> bool:
+            return a >= observed - eps
+    elif alternative == "less":
+        def extreme(a: float) -> bool:
+            return a <= observed + eps
+    else:
+        def extreme(a: float) -> bool:
+            return abs(a - 0.5) >= abs(observed - 0.5) - eps
+    splits = round_permutation_count(kx, k - kx)
+    if splits <= max_exact:
+        hits = sum(1 for chosen in itertools.combinations(range(k), kx) if extreme(auc(chosen)))
+        return RoundPermutationResult(observed, hits / splits, alternative, "exact", kx,
+                                      k - kx, splits)
+    rng = random.Random(seed)
+    population = range(k)
+    hits = drawn = 0
+    while drawn < resamples:
+        drawn += 1
+        if extreme(auc(rng.sample(population, kx))):
+            hits += 1
+            if hits >= 20:  # Besag-Clifford: p = hits / drawn, far above any alpha
+                return RoundPermutationResult(observed, hits / drawn, alternative,
+                                              "monte-carlo", kx, k - kx, drawn)
+    return RoundPermutationResult(observed, (hits + 1) / (drawn + 1), alternative,
+                                  "monte-carlo", kx, k - kx, drawn)

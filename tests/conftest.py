@@ -61,6 +61,11 @@ def _inner_sessions_end_cleanly(request: pytest.FixtureRequest) -> Iterator[None
     if "pytester" not in request.fixturenames:
         yield
         return
+    # The sessions pytester starts are not xdist workers, even when this test runs in one:
+    # pytest-benchmark reads PYTEST_XDIST_WORKER and, on gw0, warns at unconfigure.
+    monkeypatch: pytest.MonkeyPatch = request.getfixturevalue("monkeypatch")
+    for name in ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID"):
+        monkeypatch.delenv(name, raising=False)
     pytester: pytest.Pytester = request.getfixturevalue("pytester")
     inline_run = pytester.inline_run
     raised: list[BaseException] = []

@@ -184,7 +184,8 @@ def test_strict_markers_accepts_perf_budget(pt: pytest.Pytester) -> None:
     )
     pt.runpytest("--strict-markers").assert_outcomes(passed=1)
     result = pt.runpytest("--markers")
-    result.stdout.fnmatch_lines(["@pytest.mark.perf_budget(**limits)*Keys: p50 (max s)*"])
+    result.stdout.fnmatch_lines(
+        ["@pytest.mark.perf_budget(**limits, scopes=None)*Keys: p50 (max s)*"])
 
 
 def test_budget_on_failing_and_xfail_tests_does_not_change_their_outcome(

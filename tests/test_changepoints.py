@@ -84,3 +84,24 @@ def test_bad_input_is_refused() -> None:
         e_divisive([1.0] * 10, min_size=0)
     with pytest.raises(ValueError, match="alpha"):
         e_divisive([1.0] * 10, alpha=1.5)
+
+
+def test_numpy_batches_and_pure_python_give_the_same_answer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    pytest.importorskip("numpy")
+    from pytest_agentperf import changepoints
+
+    rng = random.Random(9)
+    rows = [noisy(rng, [10.0] * n, sigma=0.3) for n in (6, 7, 12, 25, 40) for _ in range(4)]
+    for row in rows:
+        for min_size in (1, 2, 3):
+            (batch,) = changepoints._best_q_batch([row], min_size)
+            assert batch == pytest.approx(changepoints._best_split(row, min_size)[1],
+                                          rel=1e-9, abs=1e-12)
+    series = [noisy(random.Random(s), [10.0] * 20 + [12.0] * 10 + [9.0] * 10, sigma=0.1)
+              for s in range(6)] + [noisy(random.Random(7), [10.0] * 40, sigma=0.1)]
+    with_numpy = [e_divisive(s) for s in series]
+    monkeypatch.setattr(changepoints, "_batch_evaluator", lambda: None)
+    assert [e_divisive(s) for s in series] == with_numpy
+    assert any(with_numpy) and not with_numpy[-1]

@@ -14,7 +14,7 @@ from pytest_agentperf.compare import (
     compare_reports,
     environment_warnings,
     format_comparison,
-    mann_whitney_u,
+    latency_significance,
     parse_tolerance_spec,
 )
 from pytest_agentperf.merge import merge_entries, merge_reports, pool_samples
@@ -62,35 +62,6 @@ def noisy(rng: random.Random, n: int, scale: float = 1.0, sigma: float = 0.1,
     return out
 
 
-# -- Mann-Whitney ------------------------------------------------------------------------
-def test_mann_whitney_known_values() -> None:
-    # perfect separation, 5 vs 5, exact: 1 / C(10, 5)
-    r = mann_whitney_u([6, 7, 8, 9, 10], [1, 2, 3, 4, 5], "greater")
-    assert r.method == "exact"
-    assert r.u == 25
-    assert r.p_value == pytest.approx(1 / 252)
-    assert mann_whitney_u([6, 7, 8, 9, 10], [1, 2, 3, 4, 5], "less").p_value == 1.0
-    same = mann_whitney_u([1.0] * 10, [1.0] * 10, "two-sided")
-    assert same.p_value == 1.0
-    with pytest.raises(ValueError, match="at least one"):
-        mann_whitney_u([], [1.0])
-
-
-def test_mann_whitney_matches_scipy() -> None:
-    stats = pytest.importorskip("scipy.stats")
-    rng = random.Random(7)
-    for _ in range(60):
-        n1, n2 = rng.randint(1, 40), rng.randint(1, 40)
-        digits = rng.choice([0, 1, 4])  # 0 digits: many ties
-        x = [round(rng.gauss(0, 1), digits) for _ in range(n1)]
-        y = [round(rng.gauss(0.4, 1), digits) for _ in range(n2)]
-        for alt in ("greater", "less", "two-sided"):
-            ours = mann_whitney_u(x, y, alt)  # type: ignore[arg-type]
-            ref = stats.mannwhitneyu(x, y, alternative=alt, method="auto")
-            assert ours.u == pytest.approx(ref.statistic)
-            assert ours.p_value == pytest.approx(ref.pvalue, rel=1e-9, abs=1e-12)
-
-
 # -- the simulation the issue asks for --------------------------------------------------
 def test_false_alarms_and_power_by_simulation() -> None:
     """Log-normal (sigma 0.1) with 5 % outliers x2..6, n = 30 per side, defaults."""
@@ -113,6 +84,70 @@ def test_false_alarms_and_power_by_simulation() -> None:
     assert detected / trials >= 0.95
     # the bare percentage rule flaps on the same samples (kept as a sanity check)
     assert bench_false > 10 * max(false_alarms, 1)
+
+
+# -- process noise: sessions and the noise allowance -------------------------------------
+def sessions_of(rng: random.Random, k: int, m: int, scale: float = 1.0,
+                between: float = 0.03) -> list[dict[str, Any]]:
+    """``k`` one-session entries of ``m`` samples, each session scaled by its own noise."""
+    return [entry(noisy(rng, m, scale * math.exp(rng.gauss(0.0, between))))
+            for _ in range(k)]
+
+
+def test_identical_code_on_noisy_sessions_is_not_a_regression() -> None:
+    """Sessions 20 % apart (CPU burners starting and stopping between rounds), identical
+    code, 5 rounds of 10 runs a side: Mann-Whitney on the pooled samples alone alarms
+    often; with the round test beside it the gate alarms at most at the round test's
+    level (5 %), and a stricter alpha makes it stricter."""
+    rng = random.Random(2026)
+    trials = 200
+    alarms = strict_alarms = pooled_alarms = 0
+    strict = Tolerances(alpha=0.001)
+    for _ in range(trials):
+        base = merge_entries(sessions_of(rng, 5, 10, between=0.2))
+        head = merge_entries(sessions_of(rng, 5, 10, between=0.2))
+        alarms += compare_entries(base, head).verdict == "regression"
+        strict_alarms += compare_entries(base, head, strict).verdict == "regression"
+        for e in (base, head):
+            e["latency"].pop("sample_sessions")
+        pooled_alarms += compare_entries(base, head).verdict == "regression"
+    assert alarms / trials <= 0.05
+    assert strict_alarms / trials <= 0.01
+    assert pooled_alarms >= max(2 * alarms, 0.08 * trials)
+
+
+def test_a_real_slowdown_over_rounds_is_found_with_round_evidence() -> None:
+    rng = random.Random(7)
+    found = 0
+    for _ in range(100):
+        base = merge_entries(sessions_of(rng, 5, 5))
+        head = merge_entries(sessions_of(rng, 5, 5, scale=1.2))
+        tc = compare_entries(base, head)
+        found += tc.verdict == "regression"
+    assert found >= 95
+    p50 = next(m for m in tc.metrics if m.metric == "latency.p50")
+    assert p50.evidence.method == "round-permutation"
+    assert "round permutation p=0.004 over 5/5 sessions" in p50.describe()
+    assert "Mann-Whitney p=" in p50.describe()
+
+
+def test_one_session_needs_a_shift_beyond_the_noise_allowance() -> None:
+    rng = random.Random(3)
+    base = noisy(rng, 400, sigma=0.02, outliers=0)
+    tol = Tolerances()
+    # 4 % slower with 400 tight samples: certain, but within what processes differ by
+    slightly = [v * 1.04 for v in noisy(rng, 400, sigma=0.02, outliers=0)]
+    found = latency_significance(base, slightly, "greater", tol)
+    assert found is not None and found[0] > 0.5 and found[1] == "mann-whitney"
+    assert found[2] == "beyond a 5% noise allowance" and found[3] is True
+    clearly = [v * 1.12 for v in noisy(rng, 400, sigma=0.02, outliers=0)]
+    found = latency_significance(base, clearly, "greater", tol)
+    assert found is not None and found[0] < 1e-9
+    faster = [v / 1.12 for v in noisy(rng, 400, sigma=0.02, outliers=0)]
+    assert compare_entries(entry(base), entry(faster)).verdict == "improvement"
+    # the allowance is half the latency tolerance
+    found = latency_significance(base, slightly, "greater", Tolerances(latency=0.0))
+    assert found is not None and found[0] < 1e-9 and found[2] is None
 
 
 # -- verdicts ----------------------------------------------------------------------------
@@ -252,6 +287,15 @@ def test_merge_entries_pools_and_averages() -> None:
     assert m["operations"]["p:llm"]["count"] == 10
     assert m["outcome"] == "failed"
     assert m["merged"] == {"runs": 2, "exact": True}
+    assert m["latency"]["sample_sessions"] == [0] * 5 + [1] * 5
+    assert m["operations"]["p:llm"]["sample_sessions"] == [0] * 5 + [1] * 5
+    # a merged entry merged again keeps its sessions apart from the new ones
+    again = merge_entries([m, entry([0.02] * 3)])
+    assert again["latency"]["sample_sessions"] == [0] * 5 + [1] * 5 + [2] * 3
+    # runs of one process (perf_runs) are one session: no labels
+    one = merge_entries([a, b], sessions=False)
+    assert "sample_sessions" not in one["latency"]
+    assert "sample_sessions" not in one["operations"]["p:llm"]
 
 
 def test_merge_reports_validates_and_flags_inexact() -> None:
@@ -272,6 +316,9 @@ def test_merge_reports_validates_and_flags_inexact() -> None:
     assert tests["t.py::a"]["latency"]["count"] == 6000
     assert tests["t.py::a"]["latency"]["exact"] is False
     assert len(tests["t.py::a"]["latency"]["samples"]) <= 1000
+    sessions = tests["t.py::a"]["latency"]["sample_sessions"]  # subsampled with the samples
+    assert len(sessions) == len(tests["t.py::a"]["latency"]["samples"])
+    assert sessions.count(0) > 4 * sessions.count(1) > 0  # in proportion to the counts
     assert merged["merge"]["exact"] is False
     assert merged["complete"] is False and "two.json: interrupted" in merged["incomplete_reason"]
     assert merged["summary"]["tests"] == 3

@@ -298,7 +298,7 @@ def test_cli_marks_change_points_and_lists_recent_ones_worst_first(
     out = capsys.readouterr().out
     row13 = next(line for line in out.splitlines() if line.startswith("13 "))
     assert "<- change: mean +29.7%, p50 +29.9%, p95 +30.0%" in row13 and "c012" in row13
-    assert "run 13 (c012" in out and "latency.p50 10.0" in out and "p=0.00" in out
+    assert "run 13 (c012" in out and "latency.p50 10 ms -> 13 ms" in out and "p=0.00" in out
     assert "run 17 (c016" in out and "tokens.total 100 tokens -> 150 tokens (+50.0%" in out
     assert main(["history", "--changes", "--db", str(db)]) == 0
     lines = capsys.readouterr().out.splitlines()

@@ -261,6 +261,7 @@ def test_anthropic_input_tokens_follow_otel_rule(server: LLMServer, cap: Capture
     c = cap.one()
     assert (c.provider, c.operation, c.model) == ("anthropic", "messages", "claude-a")
     assert c.prompt_tokens == 3 + 100 + 20 and c.cached_tokens == 100
+    assert c.cache_write_tokens == 20
     assert c.completion_tokens == N_OUT and c.total_tokens == 123 + N_OUT
 
 
@@ -500,7 +501,10 @@ def test_aggregate_sections() -> None:
     }
     llm = out["llm"]
     assert (llm["calls"], llm["retries"], llm["errors"], llm["streamed_calls"]) == (3, 1, 1, 3)
-    assert llm["per_model"]["a"] == {
+    per_a = dict(llm["per_model"]["a"])
+    assert per_a.pop("latency")["max"] == pytest.approx(0.3)
+    assert sorted(per_a.pop("samples")) == pytest.approx([0.1, 0.3])
+    assert per_a == {
         "calls": 2, "prompt": 150, "completion": 15, "total": 165, "unknown_calls": 0
     }
     assert llm["per_model"]["b"]["unknown_calls"] == 1

@@ -138,7 +138,10 @@ def test_the_plain_install_ships_the_page_assets(plain_python: Path, tmp_path: P
         cwd=tmp_path, capture_output=True, text=True, check=True, timeout=60,
     )
     where, css = out.stdout.split("\n", 1)
-    assert ROOT not in Path(where).parents  # the installed copy, not this checkout
+    # the installed copy, not this checkout (the venv itself may live inside the checkout)
+    installed = Path(where)
+    assert "site-packages" in installed.parts
+    assert ROOT / "pytest_agentperf" not in installed.parents
     assert "#tests>thead th" in css and f"<style>{css}</style>" in page
     assert 'getElementById("tests")' in page
 

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import math
 import random
 import statistics
 
 import pytest
 
-from pytest_agentperf.stats import SampleSet, percentile, percentiles, summarize
+from pytest_agentperf.stats import (
+    SampleSet,
+    mann_whitney_u,
+    percentile,
+    percentiles,
+    round_permutation_count,
+    round_permutation_test,
+    summarize,
+)
 
 
 @pytest.mark.parametrize(
@@ -102,3 +111,93 @@ def test_reservoir_is_a_uniform_sample_of_everything_recorded() -> None:
     for lo in range(0, n, n // 4):  # every quarter of the stream is represented
         share = sum(lo <= v < lo + n // 4 for v in kept) / k
         assert 0.18 < share < 0.32
+
+
+# -- Mann-Whitney ------------------------------------------------------------------------
+def test_mann_whitney_known_values() -> None:
+    # perfect separation, 5 vs 5, exact: 1 / C(10, 5)
+    r = mann_whitney_u([6, 7, 8, 9, 10], [1, 2, 3, 4, 5], "greater")
+    assert r.method == "exact"
+    assert r.u == 25
+    assert r.p_value == pytest.approx(1 / 252)
+    assert mann_whitney_u([6, 7, 8, 9, 10], [1, 2, 3, 4, 5], "less").p_value == 1.0
+    same = mann_whitney_u([1.0] * 10, [1.0] * 10, "two-sided")
+    assert same.p_value == 1.0
+    with pytest.raises(ValueError, match="at least one"):
+        mann_whitney_u([], [1.0])
+
+
+def test_mann_whitney_matches_scipy() -> None:
+    stats = pytest.importorskip("scipy.stats")
+    rng = random.Random(7)
+    for _ in range(60):
+        n1, n2 = rng.randint(1, 40), rng.randint(1, 40)
+        digits = rng.choice([0, 1, 4])  # 0 digits: many ties
+        x = [round(rng.gauss(0, 1), digits) for _ in range(n1)]
+        y = [round(rng.gauss(0.4, 1), digits) for _ in range(n2)]
+        for alt in ("greater", "less", "two-sided"):
+            ours = mann_whitney_u(x, y, alt)  # type: ignore[arg-type]
+            ref = stats.mannwhitneyu(x, y, alternative=alt, method="auto")
+            assert ours.u == pytest.approx(ref.statistic)
+            assert ours.p_value == pytest.approx(ref.pvalue, rel=1e-9, abs=1e-12)
+
+
+# -- round permutation -----------------------------------------------------------------
+def rounds(rng: random.Random, k: int, m: int, scale: float = 1.0, between: float = 0.0,
+           sigma: float = 0.1) -> tuple[list[float], list[int]]:
+    """``k`` sessions of ``m`` log-normal samples, each session scaled by its own noise."""
+    values: list[float] = []
+    groups: list[int] = []
+    for g in range(k):
+        factor = scale * math.exp(rng.gauss(0.0, between))
+        values.extend(0.01 * factor * math.exp(rng.gauss(0.0, sigma)) for _ in range(m))
+        groups.extend([g] * m)
+    return values, groups
+
+
+def test_round_permutation_exact_p_of_a_perfect_separation() -> None:
+    rng = random.Random(3)
+    slow, g_slow = rounds(rng, 5, 4, scale=2.0, sigma=0.01)
+    fast, g_fast = rounds(rng, 5, 4, sigma=0.01)
+    r = round_permutation_test(slow, g_slow, fast, g_fast, "greater")
+    assert r.method == "exact" and r.permutations == round_permutation_count(5, 5) == 252
+    assert r.p_value == pytest.approx(1 / 252)
+    assert r.auc == 1.0 and (r.rounds_x, r.rounds_y) == (5, 5)
+    assert round_permutation_test(slow, g_slow, fast, g_fast, "less").p_value == 1.0
+    assert round_permutation_test(slow, g_slow, fast, g_fast).p_value == pytest.approx(2 / 252)
+    # one sample per session: the same as an exact Mann-Whitney test
+    x, y = [6.0, 7.0, 8.0, 9.0, 10.0], [1.0, 2.0, 3.0, 4.0, 5.5]
+    one_each = round_permutation_test(x, None, y, None)  # one session a side: no evidence
+    assert one_each.permutations == 2 and one_each.p_value == 1.0
+    assert round_permutation_test(x, list(range(5)), y, list(range(5)), "greater").p_value == \
+        pytest.approx(mann_whitney_u(x, y, "greater").p_value)
+    with pytest.raises(ValueError, match="3 group labels for 5 values"):
+        round_permutation_test(x, [0, 1, 2], y, None)
+
+
+def test_round_permutation_keeps_its_level_when_sessions_are_noisy() -> None:
+    """Identical code, sessions 20 % apart (a machine whose load changes between rounds):
+    Mann-Whitney on the pooled samples alarms often, the round test at its level."""
+    rng = random.Random(11)
+    trials = 300
+    pooled_alarms = round_alarms = 0
+    for _ in range(trials):
+        x, gx = rounds(rng, 5, 10, between=0.2)
+        y, gy = rounds(rng, 5, 10, between=0.2)
+        pooled_alarms += mann_whitney_u(x, y, "greater").p_value < 0.05
+        round_alarms += round_permutation_test(x, gx, y, gy, "greater").p_value < 0.05
+    assert round_alarms / trials <= 0.08
+    assert pooled_alarms / trials >= 0.2
+
+
+def test_round_permutation_monte_carlo_is_seeded_and_stops_early() -> None:
+    rng = random.Random(5)
+    x, gx = rounds(rng, 12, 3)
+    y, gy = rounds(rng, 12, 3)
+    a = round_permutation_test(x, gx, y, gy, "greater", max_exact=100)
+    b = round_permutation_test(x, gx, y, gy, "greater", max_exact=100)
+    assert a == b and a.method == "monte-carlo"
+    assert a.p_value > 0.05 and a.permutations < 4_999  # stopped once clearly not significant
+    slow, gs = rounds(rng, 12, 3, scale=1.5)
+    c = round_permutation_test(slow, gs, y, gy, "greater", max_exact=100, resamples=999)
+    assert c.permutations == 999 and c.p_value == pytest.approx(1 / 1000)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from .calls import CallSink, LLMCall
+from .calls import CallSink, LLMCall, current_budgeted
 
 __all__ = ["PendingCall"]
 
@@ -18,10 +18,10 @@ class PendingCall:
     """
 
     __slots__ = (
-        "_t0", "agent", "cached_tokens", "call", "completion_tokens", "done", "error", "model",
-        "observed", "on_finish", "operation", "prompt_tokens", "provider", "reasoning_tokens",
-        "response_id", "response_model", "retries", "sink", "streamed", "total_tokens",
-        "ttft_s",
+        "_t0", "agent", "budgeted", "cache_write_tokens", "cached_tokens", "call",
+        "completion_tokens", "done", "error", "model", "observed", "on_finish", "operation",
+        "prompt_tokens", "provider", "reasoning_tokens", "response_id", "response_model",
+        "retries", "sink", "streamed", "total_tokens", "ttft_s",
     )
 
     def __init__(
@@ -32,10 +32,13 @@ class PendingCall:
         self.operation = operation
         self.model = model
         self.agent = agent
+        #: read where the call starts (the caller's context)
+        self.budgeted = current_budgeted()
         self.prompt_tokens: int | None = None
         self.completion_tokens: int | None = None
         self.total_tokens: int | None = None
         self.cached_tokens: int | None = None
+        self.cache_write_tokens: int | None = None
         self.reasoning_tokens: int | None = None
         self.response_model: str | None = None
         self.ttft_s: float | None = None
@@ -71,6 +74,7 @@ class PendingCall:
         cached: int | None = None,
         reasoning: int | None = None,
         total: int | None = None,
+        cache_write: int | None = None,
     ) -> None:
         self.prompt_tokens = prompt
         self.completion_tokens = completion
@@ -78,6 +82,7 @@ class PendingCall:
             total = prompt + completion
         self.total_tokens = total
         self.cached_tokens = cached
+        self.cache_write_tokens = cache_write
         self.reasoning_tokens = reasoning
 
     def abandon(self) -> None:
@@ -101,6 +106,7 @@ class PendingCall:
             completion_tokens=self.completion_tokens,
             total_tokens=self.total_tokens,
             cached_tokens=self.cached_tokens,
+            cache_write_tokens=self.cache_write_tokens,
             reasoning_tokens=self.reasoning_tokens,
             ttft_s=self.ttft_s,
             streamed=self.streamed,
@@ -109,6 +115,7 @@ class PendingCall:
             response_model=self.response_model,
             response_id=self.response_id,
             source="sdk",
+            budgeted=self.budgeted,
         )
         self.call = call
         if self.on_finish is not None:

@@ -67,9 +67,11 @@ def _set(pending: PendingCall, usage: Any, previous: PendingCall | None) -> None
     if previous is not None and inp is None:
         prompt = previous.prompt_tokens
         cached = previous.cached_tokens if read is None else read
+        written = previous.cache_write_tokens if write is None else write
     else:
         prompt = None if inp is None else inp + (read or 0) + (write or 0)
         cached = read
+        written = write
     details = getattr(usage, "output_tokens_details", None)
     reasoning = _int(details, "thinking_tokens") if details is not None else None
-    pending.set_usage(prompt, output, cached=cached, reasoning=reasoning)
+    pending.set_usage(prompt, output, cached=cached, reasoning=reasoning, cache_write=written)

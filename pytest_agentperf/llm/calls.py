@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import Any
 
-__all__ = ["CallSink", "LLMCall", "agent_scope", "current_agent"]
+__all__ = ["CallSink", "LLMCall", "agent_scope", "current_agent", "current_budgeted"]
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,10 @@ class LLMCall:
     completion_tokens: int | None = None
     total_tokens: int | None = None
     cached_tokens: int | None = None
+    """Input tokens read from the provider's prompt cache (part of ``prompt_tokens``)."""
+    cache_write_tokens: int | None = None
+    """Input tokens written to the prompt cache (Anthropic ``cache_creation_input_tokens``;
+    part of ``prompt_tokens``); ``None`` where the provider does not report them."""
     reasoning_tokens: int | None = None
     ttft_s: float | None = None
     """Time to the first content of a stream; ``None`` for non-streamed calls."""
@@ -48,6 +52,9 @@ class LLMCall:
     """The provider's id of the response (``id`` of the result, ``gen_ai.response.id``)."""
     source: str = "sdk"
     """``"sdk"`` or ``"otel"``: which layer reported the call."""
+    budgeted: bool = True
+    """False for a call made inside ``agent_scope(..., budgeted=False)`` (an evaluator):
+    reported apart and kept out of the test's budgets."""
     replaces: LLMCall | None = None
     """A call reported before for the same response, which this one corrects (a span's usage
     merged into an SDK call that had none): aggregation swaps the old counts for the new."""
@@ -72,24 +79,42 @@ _AGENT: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "pytest_agentperf_llm_agent", default=None
 )
 
+_UNBUDGETED: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "pytest_agentperf_llm_unbudgeted", default=False
+)
+
 
 @contextmanager
-def agent_scope(name: str) -> Iterator[None]:
+def agent_scope(name: str, *, budgeted: bool = True) -> Iterator[None]:
     """Attribute the LLM calls made inside the block to agent ``name``.
 
     Context-local: asyncio tasks created inside the block inherit it; plain threads do not
     (run them with ``contextvars.copy_context().run``). It takes precedence over an
     enclosing OpenTelemetry ``invoke_agent`` span.
+
+    ``budgeted=False`` (an evaluator, an LLM judge) keeps the calls made inside the block
+    out of the test's budgets -- tokens, ``llm_calls``, ``cost_usd``, latency samples --
+    and reports them apart (``llm.unbudgeted``).  Scopes nested inside stay unbudgeted.
     """
     if not name:
         raise ValueError("agent_scope needs a non-empty agent name")
+    if not isinstance(budgeted, bool):
+        raise TypeError(f"agent_scope({name!r}, budgeted={budgeted!r}): budgeted must be a bool")
     token = _AGENT.set(name)
+    unbudgeted = None if budgeted else _UNBUDGETED.set(True)
     try:
         yield
     finally:
+        if unbudgeted is not None:
+            _UNBUDGETED.reset(unbudgeted)
         _AGENT.reset(token)
 
 
 def current_agent() -> str | None:
     """The agent of the innermost enclosing :func:`agent_scope`, or ``None``."""
     return _AGENT.get()
+
+
+def current_budgeted() -> bool:
+    """False inside an ``agent_scope(..., budgeted=False)`` block."""
+    return not _UNBUDGETED.get()

@@ -16,7 +16,9 @@ from typing import Any
 from .calls import LLMCall
 from .summary import LLMStats
 
-__all__ = ["CostEstimate", "ModelPrice", "PriceTable", "cost_usd", "parse_price_table"]
+__all__ = [
+    "CostEstimate", "ModelPrice", "PriceTable", "TablePricer", "cost_usd", "parse_price_table",
+]
 
 
 @dataclass(frozen=True)
@@ -127,3 +129,24 @@ def cost_usd(calls: Iterable[LLMCall] | LLMStats, prices: PriceTable) -> CostEst
     return CostEstimate(
         usd=usd, unpriced_models=tuple(sorted(unpriced)), unknown_usage_calls=unknown
     )
+
+
+class TablePricer:
+    """Prices one call from a :data:`PriceTable` (a :data:`~.summary.Pricer`)."""
+
+    def __init__(self, prices: PriceTable) -> None:
+        self.prices = prices
+
+    @property
+    def source(self) -> str:
+        """Names these prices in the report (``"table <digest>"``)."""
+        from .prices import table_source
+
+        return table_source(self.prices)
+
+    def __call__(self, call: LLMCall) -> float | None:
+        price = self.prices.get(call.model)
+        if price is None:
+            return None
+        return _price(call.model, call.prompt_tokens or 0, call.cached_tokens or 0,
+                      call.completion_tokens or 0, price)

@@ -35,7 +35,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
-from .calls import CallSink, LLMCall
+from .calls import CallSink, LLMCall, current_budgeted
 
 __all__ = ["GenAISpanProcessor"]
 
@@ -51,6 +51,8 @@ _MAX_RESPONSE_IDS = 10_000
 class _SpanInfo:
     agent: str | None
     inference: bool
+    #: started outside ``agent_scope(..., budgeted=False)``
+    budgeted: bool = True
     claimed: bool = False
     has_inference_child: bool = False
     #: this span or an ancestor is an inference span (HTTP requests under it are its call)
@@ -145,7 +147,7 @@ class GenAISpanProcessor:
                 agent = _attr(span.attributes, "gen_ai.agent.name")
                 if not isinstance(agent, str):
                     agent = parent_info.agent if parent_info is not None else None
-            info = _SpanInfo(agent=agent, inference=inference)
+            info = _SpanInfo(agent=agent, inference=inference, budgeted=current_budgeted())
             info.in_inference = inference or (parent_info is not None and parent_info.in_inference)
             if pending is not None:
                 info.claimed = True  # started inside an SDK call that is captured already
@@ -168,7 +170,7 @@ class GenAISpanProcessor:
         op = _operation(span)
         if op not in INFERENCE_OPERATIONS or info.has_inference_child:
             return
-        call = _call_from_span(span, op, info.agent)
+        call = _call_from_span(span, op, info.agent, info.budgeted)
         if info.claimed:
             pending = info.claimed_by
             counted = getattr(pending, "call", None)
@@ -272,7 +274,7 @@ class GenAISpanProcessor:
         return len(self._live)
 
 
-def _call_from_span(span: Any, op: str, agent: str | None) -> LLMCall:
+def _call_from_span(span: Any, op: str, agent: str | None, budgeted: bool = True) -> LLMCall:
     attrs = span.attributes
     prompt = _int(_first(attrs, "gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens",
                          "llm.token_count.prompt"))
@@ -306,6 +308,8 @@ def _call_from_span(span: Any, op: str, agent: str | None) -> LLMCall:
         total_tokens=total,
         cached_tokens=_int(_first(attrs, "gen_ai.usage.cache_read.input_tokens",
                                   "llm.token_count.prompt_details.cache_read")),
+        cache_write_tokens=_int(_first(attrs, "gen_ai.usage.cache_creation.input_tokens",
+                                       "llm.token_count.prompt_details.cache_write")),
         reasoning_tokens=_int(_attr(attrs, "gen_ai.usage.reasoning.output_tokens")),
         streamed=streamed,
         error=error,
@@ -313,4 +317,5 @@ def _call_from_span(span: Any, op: str, agent: str | None) -> LLMCall:
         response_model=response_model if isinstance(response_model, str) else None,
         response_id=response_id if isinstance(response_id, str) and response_id else None,
         source="otel",
+        budgeted=budgeted,
     )

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from .calls import LLMCall
     from .capture import LLMCapture
     from .cost import ModelPrice
-    from .summary import LLMStats
+    from .summary import LLMStats, Pricer
 
 __all__ = ["LLM_MODULES", "LLMProbe"]
 
@@ -40,9 +40,16 @@ OPERATION_SAMPLES = 200
 class LLMProbe:
     """Captures the LLM calls of the running test (one test at a time per process)."""
 
-    def __init__(self, prices: Mapping[str, ModelPrice] | None = None) -> None:
+    def __init__(self, prices: Mapping[str, ModelPrice] | None = None,
+                 pricer: Pricer | None = None) -> None:
         #: model -> price, from the ``perf_llm_prices`` ini option (``{}``: no cost)
         self.prices = dict(prices or {})
+        #: prices each call: ``pricer`` (``auto``: genai-prices, the table first) or the table
+        self.pricer = pricer
+        if pricer is None and self.prices:
+            from .cost import TablePricer
+
+            self.pricer = TablePricer(self.prices)
         #: the capture, created once an SDK or OpenTelemetry has been imported
         self.capture: LLMCapture | None = None
         #: the running test's sink (routing for a capture created during the test)
@@ -85,7 +92,7 @@ class LLMProbe:
     # -- per test --------------------------------------------------------------------------
     def start(self) -> None:
         """Route the calls made from now on to a fresh, empty sink."""
-        sink = _LazyStats()
+        sink = _LazyStats(self.pricer)
         with self._lock:
             self._sink = sink
             if self.capture is not None:
@@ -115,10 +122,11 @@ class LLMProbe:
                           completion=tokens["completion"], requests=llm["calls"])
         record.add_token_details(unknown_calls=tokens["unknown_calls"],
                                  cached=tokens["cached"], reasoning=tokens["reasoning"])
-        if self.prices:
-            from .cost import cost_usd
-
-            llm["cost"] = cost_usd(stats, self.prices).report_section()
+        source = getattr(stats.pricer, "source", None)
+        if source is not None:  # which prices: the gate compares cost only under the same
+            for where in (llm, llm.get("unbudgeted") or {}):
+                if "cost" in where:
+                    where["cost"]["prices"] = source
         record.sections["llm"] = llm
         per_model = llm["per_model"]
         for key, samples in stats.operation_samples().items():
@@ -141,10 +149,11 @@ class LLMProbe:
 class _LazyStats:
     """The capture's sink for one test: an ``LLMStats`` made at the first call only."""
 
-    __slots__ = ("_lock", "stats")
+    __slots__ = ("_lock", "pricer", "stats")
 
-    def __init__(self) -> None:
+    def __init__(self, pricer: Pricer | None = None) -> None:
         self.stats: LLMStats | None = None
+        self.pricer = pricer
         self._lock = threading.Lock()
 
     def _get(self) -> LLMStats:
@@ -155,7 +164,7 @@ class _LazyStats:
                 if stats is None:
                     from .summary import LLMStats
 
-                    stats = self.stats = LLMStats()
+                    stats = self.stats = LLMStats(self.pricer)
         return stats
 
     def __call__(self, call: LLMCall) -> None:

@@ -9,14 +9,17 @@ function of a list of calls.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..stats import SampleSet
 from .calls import LLMCall
 
-__all__ = ["LLMOperationSamples", "LLMStats", "aggregate_calls", "operation_samples"]
+__all__ = ["LLMOperationSamples", "LLMStats", "Pricer", "aggregate_calls", "operation_samples"]
+
+#: USD of one call whose usage is known, ``None`` when its model has no price
+Pricer = Callable[[LLMCall], "float | None"]
 
 
 @dataclass
@@ -27,6 +30,11 @@ class LLMOperationSamples:
     ttft: SampleSet = field(default_factory=SampleSet)
 
 
+#: a call's price: USD, ``None`` (its model is unpriced) or ``_UNKNOWN`` (its usage is)
+_UNKNOWN = "unknown usage"
+_Price = float | str | None
+
+
 @dataclass
 class _Counter:
     calls: int = 0
@@ -35,8 +43,13 @@ class _Counter:
     total: int = 0
     cached: int = 0
     unknown_calls: int = 0
+    usd: float = 0.0
+    #: model -> calls without a price
+    unpriced: dict[str, int] = field(default_factory=dict)
+    #: the latencies of these calls (per agent; per model they live in the operations)
+    latency: SampleSet | None = None
 
-    def add(self, call: LLMCall) -> None:
+    def add(self, call: LLMCall, price: _Price) -> None:
         self.calls += 1
         self.prompt += call.prompt_tokens or 0
         self.completion += call.completion_tokens or 0
@@ -44,23 +57,54 @@ class _Counter:
         self.cached += call.cached_tokens or 0
         if call.total_tokens is None:
             self.unknown_calls += 1
+        self._cost(call, price, 1)
+        if self.latency is not None:
+            self.latency.add(call.latency_s)
 
-    def swap(self, old: LLMCall, new: LLMCall) -> None:
+    def _cost(self, call: LLMCall, price: _Price, sign: int) -> None:
+        if isinstance(price, float):
+            self.usd += sign * price
+        elif price is None:
+            left = self.unpriced.get(call.model, 0) + sign
+            if left > 0:
+                self.unpriced[call.model] = left
+            else:
+                self.unpriced.pop(call.model, None)
+
+    def swap(self, old: LLMCall, new: LLMCall, prices: tuple[_Price, _Price]) -> None:
         """Replace the token counts of ``old`` by those of ``new`` (the same call)."""
         self.prompt += (new.prompt_tokens or 0) - (old.prompt_tokens or 0)
         self.completion += (new.completion_tokens or 0) - (old.completion_tokens or 0)
         self.total += (new.total_tokens or 0) - (old.total_tokens or 0)
         self.cached += (new.cached_tokens or 0) - (old.cached_tokens or 0)
         self.unknown_calls += (new.total_tokens is None) - (old.total_tokens is None)
+        self._cost(old, prices[0], -1)
+        self._cost(new, prices[1], 1)
 
-    def section(self) -> dict[str, int]:
+    def cost_section(self) -> dict[str, Any]:
+        unpriced = sorted(self.unpriced)
         return {
+            "usd": self.usd,
+            "complete": not unpriced and self.unknown_calls == 0,
+            "unpriced_models": unpriced,
+            "unknown_usage_calls": self.unknown_calls,
+        }
+
+    def section(self, priced: bool = False, samples: SampleSet | None = None) -> dict[str, Any]:
+        out: dict[str, Any] = {
             "calls": self.calls,
             "prompt": self.prompt,
             "completion": self.completion,
             "total": self.total,
             "unknown_calls": self.unknown_calls,
         }
+        if priced:
+            out["cost"] = self.cost_section()
+        latency = samples if samples is not None else self.latency
+        if latency is not None and len(latency):
+            out["latency"] = latency.summary()
+            out["samples"] = latency.reservoir
+        return out
 
 
 class LLMStats:
@@ -69,9 +113,15 @@ class LLMStats:
     Thread-safe: calls arrive from every thread and task of the test.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, pricer: Pricer | None = None, *, split: bool = True) -> None:
+        #: prices each call (``perf_llm_prices``); ``None``: no cost is reported
+        self.pricer = pricer
+        #: unbudgeted calls go to :attr:`unbudgeted` (False: this is that store)
+        self._split = split
         self._lock = threading.Lock()
         self._all = _Counter()
+        #: the calls made inside ``agent_scope(..., budgeted=False)``, kept apart
+        self._unbudgeted: LLMStats | None = None
         self._cached: int | None = None
         self._reasoning: int | None = None
         self._retries = 0
@@ -96,15 +146,40 @@ class LLMStats:
     def uncaptured_calls(self) -> int:
         return sum(self._uncaptured.values())
 
+    def _price(self, call: LLMCall) -> _Price:
+        if self.pricer is None or call.total_tokens is None:
+            return _UNKNOWN
+        return self.pricer(call)
+
+    def _apart(self, call: LLMCall) -> LLMStats | None:
+        """The stats of unbudgeted calls, when ``call`` is one (made on first use)."""
+        if call.budgeted or not self._split:
+            return None
+        with self._lock:
+            if self._unbudgeted is None:
+                self._unbudgeted = LLMStats(self.pricer, split=False)
+            return self._unbudgeted
+
+    @property
+    def unbudgeted(self) -> LLMStats | None:
+        """The calls made inside ``agent_scope(..., budgeted=False)``, if any."""
+        return self._unbudgeted
+
     def add(self, call: LLMCall) -> None:
         """Record one call (a call with ``replaces`` corrects the counts of an earlier one)."""
         old = call.replaces
-        if old is not None:
-            with self._lock:
-                self._swap(old, call)
+        apart = self._apart(old if old is not None else call)
+        if apart is not None:
+            apart.add(call)
             return
+        if old is not None:
+            prices = (self._price(old), self._price(call))
+            with self._lock:
+                self._swap(old, call, prices)
+            return
+        price = self._price(call)
         with self._lock:
-            self._all.add(call)
+            self._all.add(call, price)
             if call.cached_tokens is not None:
                 self._cached = (self._cached or 0) + call.cached_tokens
             if call.reasoning_tokens is not None:
@@ -116,9 +191,12 @@ class LLMStats:
                 self._streamed += 1
                 if call.total_tokens is None:
                     self._unknown_streams += 1
-            self._per_model.setdefault(call.model, _Counter()).add(call)
+            self._per_model.setdefault(call.model, _Counter()).add(call, price)
             if call.agent is not None:
-                self._per_agent.setdefault(call.agent, _Counter()).add(call)
+                agent = self._per_agent.get(call.agent)
+                if agent is None:
+                    agent = self._per_agent[call.agent] = _Counter(latency=SampleSet())
+                agent.add(call, price)
             ops = self._ops.get(call.model)
             if ops is None:
                 ops = self._ops[call.model] = LLMOperationSamples()
@@ -129,14 +207,14 @@ class LLMStats:
 
     __call__ = add
 
-    def _swap(self, old: LLMCall, new: LLMCall) -> None:
-        self._all.swap(old, new)
+    def _swap(self, old: LLMCall, new: LLMCall, prices: tuple[_Price, _Price]) -> None:
+        self._all.swap(old, new, prices)
         if old.streamed:
             self._unknown_streams += (new.total_tokens is None) - (old.total_tokens is None)
         for table, key in ((self._per_model, old.model), (self._per_agent, old.agent)):
             counter = table.get(key) if key is not None else None
             if counter is not None:
-                counter.swap(old, new)
+                counter.swap(old, new, prices)
         for name in ("cached", "reasoning"):
             before = getattr(old, f"{name}_tokens")
             after = getattr(new, f"{name}_tokens")
@@ -171,12 +249,38 @@ class LLMStats:
         with self._lock:
             return {f"llm:{m}": s for m, s in self._ops.items()}
 
+    def cost_section(self) -> dict[str, Any] | None:
+        """``{usd, complete, unpriced_models, unknown_usage_calls}``; ``None`` unpriced."""
+        if self.pricer is None:
+            return None
+        with self._lock:
+            return self._all.cost_section()
+
+    def unbudgeted_section(self) -> dict[str, Any]:
+        """The ``llm.unbudgeted`` block: these calls' counts, tokens, latency and cost."""
+        priced = self.pricer is not None
+        with self._lock:
+            latency = SampleSet()
+            for ops in self._ops.values():
+                latency.merge(ops.latency)
+            out = self._all.section(priced, latency)
+            out["tokens"] = {"total": out.pop("total"), "prompt": out.pop("prompt"),
+                             "completion": out.pop("completion"), "cached": self._cached,
+                             "reasoning": self._reasoning}
+            out["per_model"] = {m: c.section(priced, self._ops[m].latency)
+                                for m, c in sorted(self._per_model.items())}
+            out["per_agent"] = {g: c.section(priced) for g, c in sorted(self._per_agent.items())}
+            return out
+
     def report_section(self) -> dict[str, Any]:
         """``{"tokens": {...}, "llm": {...}}`` (keys: see :mod:`pytest_agentperf.llm`)."""
         ttft = self.ttft_p95_s()
+        unbudgeted = self._unbudgeted
+        apart = unbudgeted.unbudgeted_section() if unbudgeted is not None else None
+        priced = self.pricer is not None
         with self._lock:
             a = self._all
-            return {
+            section: dict[str, Any] = {
                 "tokens": {
                     "total": a.total,
                     "prompt": a.prompt,
@@ -190,14 +294,20 @@ class LLMStats:
                     "streamed_calls": self._streamed,
                     "retries": self._retries,
                     "errors": self._errors,
-                    "per_model": {m: c.section() for m, c in sorted(self._per_model.items())},
-                    "per_agent": {g: c.section() for g, c in sorted(self._per_agent.items())},
+                    "per_model": {m: c.section(priced, self._ops[m].latency)
+                                  for m, c in sorted(self._per_model.items())},
+                    "per_agent": {g: c.section(priced) for g, c in sorted(self._per_agent.items())},
                     "ttft_p95_s": ttft,
                     "unknown_usage_streams": self._unknown_streams,
                     "uncaptured_calls": self.uncaptured_calls,
                     "uncaptured_paths": dict(sorted(self._uncaptured.items())),
                 },
             }
+            if priced:
+                section["llm"]["cost"] = a.cost_section()
+        if apart is not None:
+            section["llm"]["unbudgeted"] = apart
+        return section
 
 
 def aggregate_calls(calls: Iterable[LLMCall]) -> dict[str, Any]:

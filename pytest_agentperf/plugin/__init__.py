@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from ..budgets import BudgetError, describe_keys, parse_budget_items
+from ..budgets import BudgetError, describe_keys, describe_scopes, parse_budget_items
 from ..measurement.memory import MemoryMethod, best_memory_method, hwm_available
 from ..report import ReportError, check_writable
 from . import baseline, runs
@@ -87,7 +87,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini(
         "perf_llm_prices",
         "LLM prices for the cost_usd budget, one model a line: MODEL INPUT_USD_PER_MTOK "
-        "OUTPUT_USD_PER_MTOK [CACHED_INPUT_USD_PER_MTOK]",
+        "OUTPUT_USD_PER_MTOK [CACHED_INPUT_USD_PER_MTOK]; a line 'auto' prices the other "
+        "models from the genai-prices dataset (pip install 'pytest-agentperf[prices]')",
         type="linelist", default=[],
     )
     parser.addini(
@@ -146,16 +147,21 @@ def _memory_method(config: pytest.Config) -> MemoryMethod:
     return value  # type: ignore[return-value]
 
 
-def _llm_prices(config: pytest.Config) -> dict[str, ModelPrice]:
+def _llm_prices(config: pytest.Config) -> tuple[dict[str, ModelPrice], Any]:
+    """The user's price table and, for ``auto``, the pricer over genai-prices."""
     lines = config.getini("perf_llm_prices")
     if not lines:
-        return {}
+        return {}, None
     from ..llm import parse_price_table
 
     raw: dict[str, dict[str, str]] = {}
+    auto = False
     for line in lines:
         words = str(line).split()
         if not words:
+            continue
+        if words == ["auto"]:
+            auto = True
             continue
         if len(words) not in (3, 4):
             raise pytest.UsageError(
@@ -165,8 +171,16 @@ def _llm_prices(config: pytest.Config) -> dict[str, ModelPrice]:
         keys = ("input_per_mtok", "output_per_mtok", "cached_input_per_mtok")
         raw[words[0]] = dict(zip(keys, words[1:], strict=False))
     try:
-        return dict(parse_price_table(raw))
+        table = dict(parse_price_table(raw))
     except ValueError as exc:
+        raise pytest.UsageError(f"perf_llm_prices ini option: {exc}") from None
+    if not auto:
+        return table, None
+    from ..llm.prices import AutoPricer, PricesUnavailable
+
+    try:
+        return table, AutoPricer(table)
+    except PricesUnavailable as exc:
         raise pytest.UsageError(f"perf_llm_prices ini option: {exc}") from None
 
 
@@ -174,8 +188,10 @@ def pytest_configure(config: pytest.Config) -> None:
     baseline.add_marker(config)
     config.addinivalue_line(
         "markers",
-        f"{MARKER}(**limits): performance budget of the test; fails the test when a limit "
-        f"is broken. Keys: {describe_keys()}",
+        f"{MARKER}(**limits, scopes=None): performance budget of the test; fails the test "
+        f"when a limit is broken. Keys: {describe_keys()}. Budgets on a part of the test: "
+        f"scopes={{'KIND:PATTERN': {{key: limit}}}} with fnmatch patterns, kinds and keys "
+        f"{describe_scopes()}",
     )
     config.addinivalue_line("markers", runs.MARKER_HELP)
     if config.getoption("perf_skip") and config.getoption("perf_only"):
@@ -211,6 +227,7 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(
             f"--perf-report and --perf-html are the same file ({report_path}): the HTML "
             "would overwrite the JSON report; give them different paths")
+    prices, pricer = _llm_prices(config)
     settings = Settings(
         report_path=report_path,
         html_path=html_path,
@@ -218,7 +235,8 @@ def pytest_configure(config: pytest.Config) -> None:
         memory_method=_memory_method(config),
         cprofile=bool(config.getoption("perf_cprofile")),
         default_budget=default_budget,
-        llm_prices=_llm_prices(config),
+        llm_prices=prices,
+        llm_pricer=pricer,
     )
     session = PerfSession(config, settings)
     config.stash[SESSION_KEY] = session

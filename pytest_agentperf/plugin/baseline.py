@@ -547,6 +547,8 @@ def _describe(m: Mapping[str, Any]) -> str:
                 else str(ev.get("method", "")))
     if "n_baseline" in ev and "n_current" in ev:
         evidence += f", n={ev['n_baseline']}/{ev['n_current']}"
+    if ev.get("note"):
+        evidence += f", {ev['note']}"
     return (f"{m.get('metric')} {fmt_value(m.get('baseline'), unit)} -> "
             f"{fmt_value(m.get('current'), unit)} ({fmt_change(change)}, "
             f"tolerance {float(m.get('tolerance', 0)) * 100:g}%; {evidence})")

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from ..budgets import Violation, format_violations
+from ..budgets import Violation, format_violations, violation_label
 from ..reportdata import number
 
 __all__ = ["add_properties"]
@@ -50,11 +50,9 @@ def properties(entry: Mapping[str, Any]) -> list[tuple[str, object]]:
 
 def _describe(violations: list[Mapping[str, Any]]) -> str:
     try:
-        return format_violations(
-            Violation(v["metric"], v.get("value"), v["limit"], v.get("unit", ""),
-                      v.get("count"), v.get("note") or "") for v in violations)
+        return format_violations(Violation.from_dict(v) for v in violations)
     except (KeyError, TypeError, ValueError):
-        return "; ".join(str(v.get("metric")) for v in violations)
+        return "; ".join(violation_label(v) for v in violations)
 
 
 def add_properties(item: pytest.Item, rep: pytest.TestReport, entry: Mapping[str, Any]) -> None:

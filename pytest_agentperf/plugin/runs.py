@@ -178,7 +178,7 @@ class RunState:
         if not self.entries:  # stopped during warm-up
             out = dict(last)
         else:
-            out = merge_entries(self.entries)
+            out = merge_entries(self.entries, sessions=False)
             out.pop("merged", None)
             for key, value in self.entries[-1].items():  # sections: the last run's
                 if key not in _POOLED:

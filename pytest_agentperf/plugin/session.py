@@ -23,7 +23,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 import pytest
 
 from .. import __version__
-from ..budgets import BudgetError, check_budget, format_violations, validate_budget
+from ..budgets import (
+    BudgetError,
+    check_budget,
+    format_violations,
+    validate_budget,
+    validate_scopes,
+)
 from ..llm.probe import LLMProbe
 from ..measurement.memory import MemoryMethod, MemoryProbe, ProcFiles
 from ..record import TestRecord
@@ -57,6 +63,8 @@ class Settings:
     markdown_path: Path | None = None
     #: model -> price (USD per million tokens), from the perf_llm_prices ini option
     llm_prices: dict[str, ModelPrice] = field(default_factory=dict)
+    #: ``perf_llm_prices = auto``: the pricer over genai-prices (the table overrides it)
+    llm_pricer: Any = None
 
 
 class PerfSession:
@@ -75,7 +83,7 @@ class PerfSession:
         self._last_snapshot = 0.0
         self.written = False
         #: each test's LLM calls (SDKs and OpenTelemetry, patched once imported)
-        self.llm = LLMProbe(settings.llm_prices)
+        self.llm = LLMProbe(settings.llm_prices, settings.llm_pricer)
         if not disabled:  # --perf-disable: no capture, nothing patched
             self.llm.install()
         self._proc: ProcFiles | None = None
@@ -110,12 +118,27 @@ class PerfSession:
         for mark in item.iter_markers(MARKER):
             found = True
             source = f"invalid @pytest.mark.{MARKER}"
-            for key, value in validate_budget(mark.kwargs, source, tuple(mark.args)).items():
+            limits = {k: v for k, v in mark.kwargs.items() if k != "scopes"}
+            for key, value in validate_budget(limits, source, tuple(mark.args)).items():
                 merged.setdefault(key, value)
         for key, value in self.settings.default_budget.items():
             merged.setdefault(key, value)
         if not merged and not found:
             return None
+        return merged
+
+    def resolve_scopes(self, item: pytest.Item) -> dict[str, dict[str, float]]:
+        """The item's scoped budgets (``perf_budget(scopes=...)``): closest marker wins per
+        scope and key."""
+        merged: dict[str, dict[str, float]] = {}
+        for mark in item.iter_markers(MARKER):
+            if "scopes" not in mark.kwargs:
+                continue
+            source = f"invalid @pytest.mark.{MARKER}"
+            for name, limits in validate_scopes(mark.kwargs["scopes"], source).items():
+                scope = merged.setdefault(name, {})
+                for key, value in limits.items():
+                    scope.setdefault(key, value)
         return merged
 
     def start_record(self, item: pytest.Item) -> TestRecord:
@@ -127,6 +150,7 @@ class PerfSession:
         error = None
         try:
             record.budget = self.resolve_budget(item)
+            record.scopes = self.resolve_scopes(item)
         except BudgetError as exc:
             error = str(exc)
         if error is not None:
@@ -251,6 +275,11 @@ class PerfSession:
         marked = {key for mark in item.iter_markers(MARKER) for key in mark.kwargs}
         violations = check_budget(record.budget or {}, entry,
                                   optional=set(self.settings.default_budget) - marked)
+        if record.scopes:
+            from ..scopes import check_scopes
+
+            entry["scopes"], scoped = check_scopes(record.scopes, entry)
+            violations.extend(scoped)
         entry["violations"] = [v.as_dict() for v in violations]
         record.violations = entry["violations"]
         item.stash[PHASES_KEY]["entry"] = entry
@@ -258,7 +287,8 @@ class PerfSession:
         if violations:
             message = format_violations(violations)
             for violation in violations:
-                detail = record.violation_details.get(violation.metric)
+                detail = (record.violation_details.get(violation.metric)
+                          if violation.scope is None else None)
                 if detail:
                     message += "\n" + detail
             failures.append(message)

@@ -6,6 +6,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+from ..budgets import violation_label
 from ..units import fmt_value
 
 __all__ = ["safe_text", "summary_lines"]
@@ -39,7 +40,7 @@ def _row(entry: dict[str, Any], width: int) -> tuple[str, bool]:
     peak = memory.get("peak_mb")
     verdict = "over budget" if violations else entry.get("outcome", "?")
     if violations:
-        verdict += ": " + ", ".join(str(v["metric"]) for v in violations)
+        verdict += ": " + ", ".join(violation_label(v) for v in violations)
     p95 = f"{fmt_value(latency.get('p95'), 's')} (n={latency.get('count', 0)})"
     text = (
         f"{entry['nodeid']:<{width}}  p95 {p95:<16}"
