@@ -72,7 +72,7 @@ _OTHER_ERRORS = "<other>"
 # The dispatcher of the open model yields after this many starts in a row.
 _DISPATCH_BATCH = 64
 # Latencies of one second of the timeline kept exactly before they go into a histogram.
-_TIMELINE_EXACT = 65_536
+_TIMELINE_EXACT = 4096
 
 
 class _Unset:
