@@ -150,9 +150,47 @@ class SampleSet:
             self._replace(value)
 
     def extend(self, values: Iterable[float]) -> None:
-        """Record many samples."""
-        for v in values:
-            self.add(v)
+        """Record many samples: the same result as ``add`` for each, in batch."""
+        batch = values if isinstance(values, list) else list(values)
+        if not batch:
+            return
+        start = self._count
+        n = len(batch)
+        self._count = start + n
+        self._sum += sum(batch)
+        lo, hi = min(batch), max(batch)
+        if lo < self._min:
+            self._min = lo
+        if hi > self._max:
+            self._max = hi
+        if self._values is not None:
+            self._values.extend(batch)
+            if len(self._values) > self._max_exact:
+                self._to_histogram()
+        else:
+            self._fast.record_many([_to_ns(v) for v in batch])
+        self._reservoir_batch(batch, start)
+
+    def _reservoir_batch(self, batch: list[float], start: int) -> None:
+        # Algorithm L over a batch: exactly the steps ``add`` takes one value at a time
+        # (``_count`` is the 1-based index of the value being offered while it runs).
+        end = self._count
+        size = self._reservoir_size
+        res = self._reservoir
+        i = 0
+        if len(res) < size:
+            i = min(size - len(res), len(batch))
+            res.extend(batch[:i])
+            if len(res) == size:
+                self._count = start + i
+                self._reset_skip()
+        elif size == 0:
+            return
+        if len(res) == size:
+            while self._next <= end:
+                self._count = self._next
+                self._replace(batch[self._next - start - 1])
+        self._count = end
 
     def merge(self, other: SampleSet) -> None:
         """Fold ``other`` into this set (order-independent for summaries)."""

@@ -22,9 +22,12 @@ import asyncio
 import json
 import threading
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 REPLY = ["hello", "from", "the", "server"]
 
@@ -65,34 +68,46 @@ class Sent:
             self.completion += completion or 0
 
 
-class LLMServer:
-    """Start with :meth:`start` (returns self), stop with :meth:`stop`; ``base_url`` is the root."""
+class LoopThread:
+    """An event loop in a daemon thread (so that sync SDK clients can reach our servers)."""
 
     def __init__(self) -> None:
-        self.requests: list[tuple[str, dict[str, Any]]] = []
-        self._failures: dict[str, int] = {}
-        self.sent = Sent()
-        self._ids = 0
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self._thread.start()
+
+    def run(self, coro: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(10)
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(10)
+        self.loop.close()
+
+
+class LoopbackServer:
+    """An aiohttp app on 127.0.0.1 (port 0) in its own :class:`LoopThread`; subclasses add
+    their routes in :meth:`routes`.  ``start()`` returns self; ``stop()`` when done."""
+
+    def __init__(self) -> None:
+        self._loop = LoopThread()
         self._runner: web.AppRunner | None = None
         self.port = 0
 
     @property
-    def base_url(self) -> str:
+    def root(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> LLMServer:
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
+    def routes(self, app: web.Application) -> None:
+        raise NotImplementedError
+
+    def start(self) -> Self:
+        self._loop.run(self._start())
         return self
 
     async def _start(self) -> None:
         app = web.Application()
-        app.router.add_post("/v1/chat/completions", self._chat)
-        app.router.add_post("/v1/responses", self._responses)
-        app.router.add_post("/v1/messages", self._messages)
-        app.router.add_post("/v1/embeddings", self._embeddings)
+        self.routes(app)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -101,10 +116,145 @@ class LLMServer:
 
     def stop(self) -> None:
         if self._runner is not None:
-            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
+            self._loop.run(self._runner.cleanup())
         self._loop.close()
+
+    @staticmethod
+    async def sse(
+        request: web.Request, events: AsyncIterator[tuple[str | None, Any]]
+    ) -> web.StreamResponse:
+        """Write ``(event name, data)`` pairs as server-sent events (data: JSON or a string)."""
+        resp = web.StreamResponse(headers={"content-type": "text/event-stream"})
+        await resp.prepare(request)
+        async for event, data in events:
+            payload = data if isinstance(data, str) else json.dumps(data)
+            head = f"event: {event}\n" if event else ""
+            await resp.write(f"{head}data: {payload}\n\n".encode())
+        await resp.write_eof()
+        return resp
+
+
+# -- OpenAI wire shapes, shared by the servers of the tests ------------------------------------
+def chat_completion(
+    base: dict[str, Any], text: str, usage: dict[str, Any] | None
+) -> web.Response:
+    """A non-streamed chat completion (``base``: ``id``, ``created``, ``model``)."""
+    return web.json_response({
+        **base, "object": "chat.completion",
+        "choices": [{
+            "index": 0, "finish_reason": "stop", "logprobs": None,
+            "message": {"role": "assistant", "content": text},
+        }],
+        "usage": usage,
+    })
+
+
+async def chat_chunks(
+    base: dict[str, Any], text: str, usage: dict[str, Any] | None, delay: float = 0.0
+) -> AsyncIterator[tuple[str | None, Any]]:
+    """A chat completion stream of ``text``, a word a chunk; ``usage`` (when the request
+    asked for it) rides on a last chunk without choices, as the API sends it with
+    ``include_usage``."""
+
+    def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            **base, "object": "chat.completion.chunk",
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+        }
+        if usage is not None:
+            out["usage"] = None
+        return out
+
+    yield None, chunk({"role": "assistant", "content": ""})
+    await asyncio.sleep(delay)
+    for word in text.split(" "):
+        yield None, chunk({"content": word + " "})
+    yield None, chunk({}, "stop")
+    if usage is not None:
+        yield None, {**base, "object": "chat.completion.chunk", "choices": [], "usage": usage}
+    yield None, "[DONE]"
+
+
+def response_object(
+    rid: str, model: str, status: str, text: str | None, usage: dict[str, Any] | None
+) -> dict[str, Any]:
+    """A responses-API ``Response``; ``text`` None: no output yet."""
+    return {
+        "id": rid, "object": "response", "created_at": 0, "model": model,
+        "status": status, "parallel_tool_calls": True, "tool_choice": "auto",
+        "tools": [], "metadata": {}, "error": None, "incomplete_details": None,
+        "instructions": None, "temperature": 1.0, "top_p": 1.0,
+        "output": [] if text is None else [_message(text, "completed")],
+        "usage": usage,
+    }
+
+
+def _message(text: str | None, status: str) -> dict[str, Any]:
+    return {
+        "type": "message", "id": "msg_1", "status": status, "role": "assistant",
+        "content": [] if text is None else
+        [{"type": "output_text", "text": text, "annotations": []}],
+    }
+
+
+async def response_events(
+    rid: str, model: str, text: str, usage: dict[str, Any] | None, delay: float = 0.0
+) -> AsyncIterator[tuple[str | None, Any]]:
+    """A responses-API stream of ``text`` (a word a delta), ending in ``response.completed``
+    with ``usage``."""
+    started = response_object(rid, model, "in_progress", None, None)
+    part = {"type": "output_text", "text": "", "annotations": []}
+    where = {"item_id": "msg_1", "output_index": 0, "content_index": 0}
+    head: list[dict[str, Any]] = [
+        {"type": "response.created", "response": started},
+        {"type": "response.in_progress", "response": started},
+        {"type": "response.output_item.added", "output_index": 0,
+         "item": _message(None, "in_progress")},
+        {"type": "response.content_part.added", **where, "part": part},
+    ]
+    tail: list[dict[str, Any]] = [
+        {"type": "response.output_text.done", **where, "text": text, "logprobs": []},
+        {"type": "response.content_part.done", **where, "part": {**part, "text": text}},
+        {"type": "response.output_item.done", "output_index": 0,
+         "item": _message(text, "completed")},
+        {"type": "response.completed",
+         "response": response_object(rid, model, "completed", text, usage)},
+    ]
+    seq = 0
+    for ev in head:
+        yield ev["type"], {**ev, "sequence_number": seq}
+        seq += 1
+    await asyncio.sleep(delay)
+    for word in text.split(" "):
+        yield "response.output_text.delta", {
+            "type": "response.output_text.delta", "sequence_number": seq, **where,
+            "delta": word + " ", "logprobs": [],
+        }
+        seq += 1
+    for ev in tail:
+        yield ev["type"], {**ev, "sequence_number": seq}
+        seq += 1
+
+
+class LLMServer(LoopbackServer):
+    """Start with :meth:`start` (returns self), stop with :meth:`stop`; ``base_url`` is the root."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.requests: list[tuple[str, dict[str, Any]]] = []
+        self._failures: dict[str, int] = {}
+        self.sent = Sent()
+        self._ids = 0
+
+    @property
+    def base_url(self) -> str:
+        return self.root
+
+    def routes(self, app: web.Application) -> None:
+        app.router.add_post("/v1/chat/completions", self._chat)
+        app.router.add_post("/v1/responses", self._responses)
+        app.router.add_post("/v1/messages", self._messages)
+        app.router.add_post("/v1/embeddings", self._embeddings)
 
     def reset(self) -> Sent:
         """Start counting afresh; returns what was counted so far."""
@@ -137,25 +287,11 @@ class LLMServer:
             )
         return body, None
 
-    @staticmethod
-    async def _sse(
-        request: web.Request, events: AsyncIterator[tuple[str | None, Any]]
-    ) -> web.StreamResponse:
-        resp = web.StreamResponse(headers={"content-type": "text/event-stream"})
-        await resp.prepare(request)
-        async for event, data in events:
-            payload = data if isinstance(data, str) else json.dumps(data)
-            head = f"event: {event}\n" if event else ""
-            await resp.write(f"{head}data: {payload}\n\n".encode())
-        await resp.write_eof()
-        return resp
-
     # -- OpenAI chat completions -------------------------------------------------------------
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         body, error = await self._prelude(request, "chat")
         if error is not None:
             return error
-        model = body["model"]
         prompt = _words(body.get("messages"))
         usage = {
             "prompt_tokens": prompt,
@@ -165,45 +301,18 @@ class LLMServer:
             "completion_tokens_details": {"reasoning_tokens": _int_header(request, "x-reasoning")},
         }
         delay = _int_header(request, "x-delay-ms") / 1000
-        base = {"id": self._next_id("chatcmpl-"), "created": 0, "model": model}
+        base = {"id": self._next_id("chatcmpl-"), "created": 0, "model": body["model"]}
         no_usage = "x-no-usage" in request.headers
         if not body.get("stream"):
             await asyncio.sleep(delay)
             self.sent.add(None if no_usage else prompt, len(REPLY))
-            return web.json_response({
-                **base, "object": "chat.completion",
-                "choices": [{
-                    "index": 0, "finish_reason": "stop", "logprobs": None,
-                    "message": {"role": "assistant", "content": " ".join(REPLY)},
-                }],
-                "usage": None if no_usage else usage,
-            })
+            return chat_completion(base, " ".join(REPLY), None if no_usage else usage)
         include = bool((body.get("stream_options") or {}).get("include_usage"))
         include = include and not no_usage
         self.sent.add(prompt if include else None, len(REPLY))
-
-        async def events() -> AsyncIterator[tuple[str | None, Any]]:
-            def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
-                out: dict[str, Any] = {
-                    **base, "object": "chat.completion.chunk",
-                    "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
-                }
-                if include:
-                    out["usage"] = None
-                return out
-
-            yield None, chunk({"role": "assistant", "content": ""})
-            await asyncio.sleep(delay)
-            for word in REPLY:
-                yield None, chunk({"content": word + " "})
-            yield None, chunk({}, "stop")
-            if include:
-                yield None, {
-                    **base, "object": "chat.completion.chunk", "choices": [], "usage": usage
-                }
-            yield None, "[DONE]"
-
-        return await self._sse(request, events())
+        return await self.sse(
+            request, chat_chunks(base, " ".join(REPLY), usage if include else None, delay)
+        )
 
     # -- OpenAI responses --------------------------------------------------------------------
     async def _responses(self, request: web.Request) -> web.StreamResponse:
@@ -217,64 +326,16 @@ class LLMServer:
         rid = self._next_id("resp_")
         no_usage = "x-no-usage" in request.headers
         self.sent.add(None if no_usage else prompt, len(REPLY))
-
-        def response(status: str, with_output: bool) -> dict[str, Any]:
-            return {
-                "id": rid, "object": "response", "created_at": 0, "model": model,
-                "status": status, "parallel_tool_calls": True, "tool_choice": "auto",
-                "tools": [], "metadata": {}, "error": None, "incomplete_details": None,
-                "instructions": None, "temperature": 1.0, "top_p": 1.0,
-                "output": [{
-                    "type": "message", "id": "msg_1", "status": "completed", "role": "assistant",
-                    "content": [{"type": "output_text", "text": text, "annotations": []}],
-                }] if with_output else [],
-                "usage": {
-                    "input_tokens": prompt, "output_tokens": len(REPLY),
-                    "total_tokens": prompt + len(REPLY),
-                    "input_tokens_details": {"cached_tokens": _int_header(request, "x-cached")},
-                    "output_tokens_details": {
-                        "reasoning_tokens": _int_header(request, "x-reasoning")
-                    },
-                } if with_output and not no_usage else None,
-            }
-
+        usage = None if no_usage else {
+            "input_tokens": prompt, "output_tokens": len(REPLY),
+            "total_tokens": prompt + len(REPLY),
+            "input_tokens_details": {"cached_tokens": _int_header(request, "x-cached")},
+            "output_tokens_details": {"reasoning_tokens": _int_header(request, "x-reasoning")},
+        }
         if not body.get("stream"):
             await asyncio.sleep(delay)
-            return web.json_response(response("completed", True))
-
-        async def events() -> AsyncIterator[tuple[str | None, Any]]:
-            seq = 0
-            yield "response.created", {
-                "type": "response.created", "sequence_number": seq,
-                "response": response("in_progress", False),
-            }
-            yield "response.output_item.added", {
-                "type": "response.output_item.added", "sequence_number": 1, "output_index": 0,
-                "item": {
-                    "type": "message", "id": "msg_1", "status": "in_progress",
-                    "role": "assistant", "content": [],
-                },
-            }
-            yield "response.content_part.added", {
-                "type": "response.content_part.added", "sequence_number": 2,
-                "item_id": "msg_1", "output_index": 0, "content_index": 0,
-                "part": {"type": "output_text", "text": "", "annotations": []},
-            }
-            seq = 2
-            await asyncio.sleep(delay)
-            for word in REPLY:
-                seq += 1
-                yield "response.output_text.delta", {
-                    "type": "response.output_text.delta", "sequence_number": seq,
-                    "item_id": "msg_1", "output_index": 0, "content_index": 0,
-                    "delta": word + " ", "logprobs": [],
-                }
-            yield "response.completed", {
-                "type": "response.completed", "sequence_number": seq + 1,
-                "response": response("completed", True),
-            }
-
-        return await self._sse(request, events())
+            return web.json_response(response_object(rid, model, "completed", text, usage))
+        return await self.sse(request, response_events(rid, model, text, usage, delay))
 
     # -- Anthropic messages ------------------------------------------------------------------
     async def _messages(self, request: web.Request) -> web.StreamResponse:
@@ -324,7 +385,7 @@ class LLMServer:
             }
             yield "message_stop", {"type": "message_stop"}
 
-        return await self._sse(request, events())
+        return await self.sse(request, events())
 
     # -- OpenAI embeddings -------------------------------------------------------------------
     async def _embeddings(self, request: web.Request) -> web.StreamResponse:

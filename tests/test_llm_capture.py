@@ -518,6 +518,31 @@ def test_aggregate_sections() -> None:
     assert aggregate_calls([])["llm"]["ttft_p95_s"] is None
 
 
+def test_finished_call_carries_every_field_of_the_pending_one() -> None:
+    """``PendingCall.finish`` builds the ``LLMCall`` positionally (it is on every call's path):
+    each field must land where it belongs."""
+    import dataclasses
+
+    from pytest_agentperf.llm._pending import PendingCall
+
+    got: list[LLMCall] = []
+    pending = PendingCall(got.append, "prov", "chat", "model-a", "agent-a", retries=5)
+    values = {"prompt_tokens": 11, "completion_tokens": 12, "total_tokens": 23,
+              "cached_tokens": 13, "reasoning_tokens": 14, "ttft_s": 0.5, "streamed": True,
+              "error": "Boom", "response_model": "model-b", "response_id": "rid-1"}
+    for name, value in values.items():
+        setattr(pending, name, value)
+    pending.finish()
+    call = got[0]
+    skip = {"latency_s", "replaces", "cache_write_tokens", "budgeted"}
+    assert {f.name for f in dataclasses.fields(LLMCall)} - skip - set(values) == {
+        "provider", "model", "operation", "agent", "retries", "source"}
+    assert {k: getattr(call, k) for k in values} == values
+    assert (call.provider, call.model, call.operation, call.agent, call.retries,
+            call.source, call.replaces) == ("prov", "model-a", "chat", "agent-a", 5, "sdk", None)
+    assert 0 <= call.latency_s < 60
+
+
 def test_stats_is_a_thread_safe_sink() -> None:
     stats = LLMStats()
     threads = [
@@ -716,6 +741,53 @@ def test_client_wrapped_before_the_patch_is_still_captured(server: LLMServer) ->
     assert c.calls[2].retries == 1
 
 
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.mark.parametrize("wrapped", [False, True], ids=["plain", "request-wrapped-first"])
+def test_timeouts_and_connection_errors_are_error_calls(server: LLMServer, wrapped: bool) -> None:
+    """Also when an instrumentation wrapped ``request`` before the patch (the call then starts
+    in ``_build_request`` and no ``request`` of ours sees the exception)."""
+    base = sys.modules["openai._base_client"]
+    abase = sys.modules["anthropic._base_client"]
+    c = Captured()
+    if wrapped:
+        found = base.SyncAPIClient.__dict__["request"]
+        afound = abase.SyncAPIClient.__dict__["request"]
+        openai.OpenAI.request = lambda self, *a, **kw: found(self, *a, **kw)
+        anthropic.Anthropic.request = lambda self, *a, **kw: afound(self, *a, **kw)
+    dead = f"http://127.0.0.1:{_closed_port()}"
+    try:
+        c.capture.ensure_installed()
+        c.capture.start(c.calls.append)
+        with oai(server, timeout=0.2, max_retries=1) as client, \
+                pytest.raises(openai.APITimeoutError):
+            client.chat.completions.create(
+                model="gpt-t", messages=MSG, extra_headers={"x-delay-ms": "2000"})
+        with openai.OpenAI(base_url=dead + "/v1", api_key="k", max_retries=0) as client, \
+                pytest.raises(openai.APIConnectionError):
+            client.chat.completions.create(model="gpt-c", messages=MSG)
+        with anthropic.Anthropic(base_url=dead, api_key="k", max_retries=0) as aclient, \
+                pytest.raises(anthropic.APIConnectionError):
+            aclient.messages.create(model="claude-c", max_tokens=5, messages=MSG)
+    finally:
+        if wrapped:
+            del openai.OpenAI.request
+            del anthropic.Anthropic.request
+        c.capture.uninstall()
+    assert [(x.model, x.retries) for x in c.calls] == [("gpt-t", 1), ("gpt-c", 0),
+                                                       ("claude-c", 0)]
+    errors = [x.error or "" for x in c.calls]
+    assert errors[0].startswith("APITimeoutError"), errors
+    assert all(e.startswith("APIConnectionError") for e in errors[1:]), errors
+    assert aggregate_calls(c.calls)["llm"]["errors"] == 3
+
+
 # -- the HTTP safety net ------------------------------------------------------------------------
 def test_llm_requests_nothing_captured_are_reported(server: LLMServer) -> None:
     httpx2 = pytest.importorskip("httpx2")
@@ -743,6 +815,82 @@ def test_llm_requests_nothing_captured_are_reported(server: LLMServer) -> None:
         c.capture.uninstall()
     assert paths == ["/v1/chat/completions", "/v1/chat/completions/", "/v1/messages"]
     assert len(c.calls) == 2
+
+
+def test_aiohttp_llm_requests_nothing_captured_are_reported(server: LLMServer) -> None:
+    """A ``ClientSession`` made by user code (no trace config of ours) is watched too."""
+    import aiohttp
+
+    httpx2 = pytest.importorskip("httpx2")
+    c = Captured()
+    paths: list[str] = []
+    body = {"model": "m", "messages": MSG}
+
+    class AiohttpTransport(httpx2.AsyncBaseTransport):  # type: ignore[misc]
+        """httpx over aiohttp (like the openai SDK's ``DefaultAioHttpClient``)."""
+
+        def __init__(self, session: aiohttp.ClientSession) -> None:
+            self.session = session
+
+        async def handle_async_request(self, request: Any) -> Any:
+            async with self.session.request(
+                request.method, str(request.url), headers=dict(request.headers),
+                data=await request.aread()
+            ) as resp:
+                content = await resp.read()
+                return httpx2.Response(resp.status, headers=dict(resp.headers),
+                                       content=content)
+
+    async def calls() -> None:
+        async with aiohttp.ClientSession() as session:
+            await (await session.post(server.base_url + "/v1/chat/completions", json=body)).read()
+            async with session.get(server.base_url + "/v1/models"):  # not an LLM call
+                pass
+            async with aiohttp.ClientSession(base_url=server.base_url + "/v1/") as based, \
+                    based.post("messages", json={"model": "c", "max_tokens": 1, "messages": MSG}):
+                pass
+            async with openai.AsyncOpenAI(
+                base_url=server.base_url + "/v1", api_key="k", max_retries=0,
+                http_client=httpx2.AsyncClient(transport=AiohttpTransport(session)),
+            ) as client:  # the SDK's request, seen by httpx and then aiohttp: attributed once
+                await client.chat.completions.create(model="gpt-a", messages=MSG)
+            async with httpx2.AsyncClient(transport=AiohttpTransport(session)) as http:
+                await http.post(server.base_url + "/v1/responses", json=body)  # reported once
+
+    c.capture.ensure_installed()
+    assert c.capture._nets[2].installed
+    c.capture.start(c.calls.append, paths.append)
+    try:
+        asyncio.run(calls())
+    finally:
+        c.capture.uninstall()
+    assert paths == ["/v1/chat/completions", "/v1/messages", "/v1/responses"]
+    assert [_usage(x) for x in c.calls] == [CHAT_USAGE]
+
+
+def test_aiohttp_request_under_an_inference_span_is_attributed(
+    server: LLMServer, cap: Captured
+) -> None:
+    import aiohttp
+
+    provider, _ = _provider(cap)
+    tracer = provider.get_tracer("framework")
+    paths: list[str] = []
+    cap.capture.start(cap.calls.append, paths.append)
+    chat = {"gen_ai.operation.name": "chat", "gen_ai.usage.input_tokens": 3,
+            "gen_ai.usage.output_tokens": 4}
+
+    async def call() -> None:
+        async with aiohttp.ClientSession() as session:
+            with tracer.start_as_current_span("chat m", attributes=chat):
+                async with session.post(server.base_url + "/v1/chat/completions",
+                                        json={"model": "m", "messages": MSG}) as resp:
+                    await resp.read()
+
+    asyncio.run(call())
+    provider.shutdown()
+    assert paths == []
+    assert _usage(cap.one()) == (3, 4, 7)
 
 
 def test_request_under_an_inference_span_is_attributed(server: LLMServer, cap: Captured) -> None:

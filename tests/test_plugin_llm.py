@@ -133,7 +133,7 @@ def test_plugin_start_up_imports_no_sdk_http_client_or_otel() -> None:
     code = (
         "import sys, pytest_agentperf.plugin\n"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in "
-        "('openai', 'anthropic', 'opentelemetry', 'httpx', 'httpx2'))\n"
+        "('openai', 'anthropic', 'opentelemetry', 'httpx', 'httpx2', 'aiohttp'))\n"
         "assert 'pytest_agentperf.llm.capture' not in sys.modules\n"
         "print(bad)\n"
     )
@@ -264,6 +264,33 @@ def test_llm_request_the_capture_did_not_see_makes_budgets_unverifiable(
     entry = tests["test_hand_rolled_client"]
     assert entry["llm"]["uncaptured_calls"] == 1
     assert entry["llm"]["uncaptured_paths"] == {"/v1/chat/completions": 1}
+
+
+def test_aiohttp_llm_request_first_imported_in_the_test_is_unverifiable(
+    pt: pytest.Pytester, server: LLMServer
+) -> None:
+    pt.makepyfile(
+        f"""
+        import asyncio, pytest
+
+        @pytest.mark.perf_budget(tokens=1000)
+        def test_hand_rolled_aiohttp():
+            import aiohttp
+
+            async def post():
+                async with aiohttp.ClientSession() as session:
+                    async with session.post("{server.base_url}/v1/messages",
+                                            json={{"model": "c", "max_tokens": 1}}) as resp:
+                        await resp.read()
+
+            asyncio.run(post())
+        """
+    )
+    result = pt.runpytest_subprocess("--perf-report=r.json", "-p", "no:aiohttp")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*tokens 0 tokens*unverifiable*1x POST /v1/messages*"])
+    entry = read_report(pt.path / "r.json")["tests"][0]
+    assert entry["llm"]["uncaptured_paths"] == {"/v1/messages": 1}
 
 
 def test_call_without_usage_is_not_blamed_on_include_usage(

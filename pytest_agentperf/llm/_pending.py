@@ -26,7 +26,14 @@ class PendingCall:
     )
 
     def __init__(
-        self, sink: CallSink, provider: str, operation: str, model: str | None, agent: str | None
+        self,
+        sink: CallSink,
+        provider: str,
+        operation: str,
+        model: str | None,
+        agent: str | None,
+        on_finish: Callable[[LLMCall, CallSink], None] | None = None,
+        retries: int | None = 0,
     ) -> None:
         self.sink = sink
         self.provider = provider
@@ -45,13 +52,13 @@ class PendingCall:
         self.ttft_s: float | None = None
         self.streamed = False
         self.error: str | None = None
-        self.retries: int | None = 0
+        self.retries = retries
         self.response_id: str | None = None
         self.done = False
         #: the result reached the capture (read, or a stream being observed)
         self.observed = False
         #: counts the finished call in the sink instead of ``sink(call)`` (span dedupe)
-        self.on_finish: Callable[[LLMCall, CallSink], None] | None = None
+        self.on_finish = on_finish
         #: the finished call
         self.call: LLMCall | None = None
         #: the hard-limit scopes that counted this call (:mod:`.limits`), ``None``: none

@@ -18,6 +18,8 @@ __all__ = ["AnthropicAdapter"]
 
 def _int(obj: Any, name: str) -> int | None:
     value = getattr(obj, name, None)
+    if type(value) is int:  # the common case, one check
+        return value
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 

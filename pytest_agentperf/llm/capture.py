@@ -23,11 +23,12 @@ __all__ = ["LLMCapture"]
 class LLMCapture:
     """Automatic capture of LLM calls from ``openai``, ``anthropic`` and GenAI spans.
 
-    * :meth:`ensure_installed` patches whichever SDK (and ``httpx`` / ``httpx2``) is imported
-      and not yet patched, and adds :attr:`span_processor` to the global OpenTelemetry SDK
-      tracer provider, now and whenever ``opentelemetry.trace.set_tracer_provider`` sets
-      another (``attach_global_otel=False`` turns that off).  It never imports anything:
-      call it as often as you like, e.g. from a post-import hook of each of those modules.
+    * :meth:`ensure_installed` patches whichever SDK (and ``httpx`` / ``httpx2`` /
+      ``aiohttp``) is imported and not yet patched, and adds :attr:`span_processor` to the
+      global OpenTelemetry SDK tracer provider, now and whenever
+      ``opentelemetry.trace.set_tracer_provider`` sets another (``attach_global_otel=False``
+      turns that off).  It never imports anything: call it as often as you like, e.g. from a
+      post-import hook of each of those modules.
     * :meth:`start` routes calls to ``sink`` (process-wide: calls from every thread and task
       reach it) and, when given, the URL path of every LLM API request that no captured call
       accounts for to ``on_uncaptured`` (:mod:`.http_net`); :meth:`stop` stops routing.
@@ -46,7 +47,7 @@ class LLMCapture:
         self.span_processor = GenAISpanProcessor(self.inflight)
         self.on_uncaptured: Callable[[str], None] | None = None
         self._patches = (SDKPatch(OpenAIAdapter(), self), SDKPatch(AnthropicAdapter(), self))
-        self._nets = (HTTPNet("httpx", self), HTTPNet("httpx2", self))
+        self._nets = (HTTPNet("httpx", self), HTTPNet("httpx2", self), HTTPNet("aiohttp", self))
         self._replay = ReplayPatch(self)
         self._pending_patches: list[SDKPatch | HTTPNet | ReplayPatch] = [
             *self._patches, *self._nets, self._replay]
@@ -132,9 +133,12 @@ class LLMCapture:
         self.span_processor.set_sink(None)
 
     def attributed(self, request: Any) -> bool:
-        """True when ``request`` (an HTTP request) belongs to a call the capture counts."""
+        """True when ``request`` (an HTTP request; ``None``: only the context is known)
+        belongs to a call the capture counts."""
         if self.inflight.get() is not None:
             return True
+        if request is None:
+            return self.span_processor.in_inference_span()
         try:
             for patch in self._patches:
                 if request in patch.requests:

@@ -19,11 +19,14 @@ __all__ = ["OpenAIAdapter"]
 
 def _int(obj: Any, name: str) -> int | None:
     value = getattr(obj, name, None)
+    if type(value) is int:  # the common case, one check
+        return value
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def _detail(obj: Any, details: str, name: str) -> int | None:
-    return _int(getattr(obj, details, None), name)
+    inner = getattr(obj, details, None)
+    return None if inner is None else _int(inner, name)
 
 
 def _path(options: Any) -> str:
@@ -103,25 +106,26 @@ class OpenAIAdapter:
             _read_usage(pending, usage)
 
 
+_CHAT_USAGE = ("completion_tokens", "prompt_tokens_details", "completion_tokens_details")
+_RESPONSES_USAGE = ("output_tokens", "input_tokens_details", "output_tokens_details")
+
+
 def _read_usage(pending: PendingCall, usage: Any) -> None:
     if usage is None:
         return
     prompt = _int(usage, "prompt_tokens")
-    if prompt is not None:  # chat completions
-        pending.set_usage(
-            prompt,
-            _int(usage, "completion_tokens"),
-            cached=_detail(usage, "prompt_tokens_details", "cached_tokens"),
-            reasoning=_detail(usage, "completion_tokens_details", "reasoning_tokens"),
-            total=_int(usage, "total_tokens"),
-        )
-        return
-    prompt = _int(usage, "input_tokens")
-    if prompt is not None:  # responses API
-        pending.set_usage(
-            prompt,
-            _int(usage, "output_tokens"),
-            cached=_detail(usage, "input_tokens_details", "cached_tokens"),
-            reasoning=_detail(usage, "output_tokens_details", "reasoning_tokens"),
-            total=_int(usage, "total_tokens"),
-        )
+    if prompt is not None:  # chat completions, embeddings
+        names = _CHAT_USAGE
+    else:  # responses API
+        prompt = _int(usage, "input_tokens")
+        if prompt is None:
+            return
+        names = _RESPONSES_USAGE
+    completion, prompt_details, completion_details = names
+    pending.set_usage(
+        prompt,
+        _int(usage, completion),
+        _detail(usage, prompt_details, "cached_tokens"),
+        _detail(usage, completion_details, "reasoning_tokens"),
+        _int(usage, "total_tokens"),
+    )

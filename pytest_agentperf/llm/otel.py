@@ -225,20 +225,30 @@ class GenAISpanProcessor:
         sink(fixed)
 
     def note_sdk_call(self, call: LLMCall, sink: CallSink) -> None:
-        """An SDK call finished: count it in ``sink``, once, whatever spans said of it."""
+        """An SDK call finished: count it in ``sink``, once, whatever spans said of it.
+
+        Its response id is remembered for the spans of the same response that may end later
+        (back-dated ones); without OpenTelemetry imported no span can come, and nothing is.
+        """
         rid = call.response_id
-        if rid is not None:
+        if rid is not None and "opentelemetry.trace" in sys.modules:
             with self._lock:
-                seen = self._responses.get(rid)
-            if seen is not None and seen[0].source != "sdk" and seen[1] == sink:
-                # a span of this response was counted first: the SDK's record replaces it
-                if not call.usage_known and seen[0].usage_known:
-                    call = dataclasses.replace(
-                        call, prompt_tokens=seen[0].prompt_tokens,
-                        completion_tokens=seen[0].completion_tokens,
-                        total_tokens=seen[0].total_tokens)
-                call = dataclasses.replace(call, replaces=seen[0])
-            self._remember(call, sink)
+                responses = self._responses
+                seen = responses.get(rid)
+                if seen is not None:
+                    if seen[0].source != "sdk" and seen[1] == sink:
+                        # a span of this response was counted first: the SDK's record
+                        # replaces it
+                        if not call.usage_known and seen[0].usage_known:
+                            call = dataclasses.replace(
+                                call, prompt_tokens=seen[0].prompt_tokens,
+                                completion_tokens=seen[0].completion_tokens,
+                                total_tokens=seen[0].total_tokens)
+                        call = dataclasses.replace(call, replaces=seen[0])
+                    responses.move_to_end(rid)
+                responses[rid] = (call, sink)
+                if len(responses) > _MAX_RESPONSE_IDS:
+                    responses.popitem(last=False)
         sink(call)
 
     # -- for the SDK patches -------------------------------------------------------------

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 __all__ = ["LLM_MODULES", "LLMProbe"]
 
 #: modules whose import switches the LLM capture on (patched the moment they are imported)
-LLM_MODULES = ("openai", "anthropic", "opentelemetry.trace", "httpx", "httpx2")
+LLM_MODULES = ("openai", "anthropic", "opentelemetry.trace", "httpx", "httpx2", "aiohttp")
 #: raw samples of each ``llm:<model>`` operation kept in the report
 OPERATION_SAMPLES = 200
 

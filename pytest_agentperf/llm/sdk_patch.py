@@ -4,14 +4,18 @@ Both SDKs route every API method (``create``, ``parse``, the ``stream()`` helper
 streaming-response wrappers) through ``SyncAPIClient.request`` / ``AsyncAPIClient.request``
 in ``<sdk>._base_client``, which builds each HTTP attempt with ``BaseClient._build_request``;
 every result, whoever asks for it and whenever, is made by ``BaseAPIResponse._parse`` (also
-``LegacyAPIResponse._parse`` for ``with_raw_response``), and an error status by
-``BaseClient._make_status_error_from_response``.  Those are patched:
+``LegacyAPIResponse._parse`` for ``with_raw_response``), an error status by
+``BaseClient._make_status_error_from_response`` and a timeout or connection failure, once the
+retries are spent, by ``APIConnectionError.__init__`` (``APITimeoutError`` is one).  Those are
+patched:
 
 * ``request`` opens the call's window (start time, agent, the span it runs under; spans
   started inside it belong to it) and records an exception as the call's error;
 * ``_build_request`` ties each HTTP attempt to the call (and counts retries).  When an
   instrumentation captured ``request`` before the patch (OpenInference's
   ``OpenAI.request`` wrapper, logfire's ``client.request = ...``), the call starts here;
+* ``_make_status_error_from_response`` and ``APIConnectionError.__init__`` end the call of the
+  failed HTTP attempt as an error, also when ``request`` was not ours;
 * ``_parse`` reads the result (usage, model, response id) or wraps the ``Stream`` built from
   it, for a plain call inside ``request`` and for ``with_raw_response`` /
   ``with_streaming_response`` responses parsed later, anywhere.
@@ -32,7 +36,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ._pending import PendingCall
-from .calls import current_agent
+from .calls import _AGENT
 from .limits import BudgetExceeded, admit, check_stream, current_scopes
 
 if TYPE_CHECKING:
@@ -41,6 +45,8 @@ if TYPE_CHECKING:
 __all__ = ["SDKAdapter", "SDKPatch"]
 
 _MARK = "__agentperf_llm_original__"
+_MAX_ROUTES = 256
+_READ, _STREAM, _ASTREAM = 0, 1, 2
 
 
 class SDKAdapter(Protocol):
@@ -50,7 +56,8 @@ class SDKAdapter(Protocol):
     package: str
 
     def classify(self, options: Any) -> str | None:
-        """The operation name of a request (``FinalRequestOptions``), ``None`` to ignore it."""
+        """The operation name of a request (``FinalRequestOptions``), ``None`` to ignore it;
+        a function of ``options.method`` and ``options.url`` only (it is remembered)."""
 
     def read_result(self, pending: PendingCall, result: Any) -> None:
         """Fill usage, response model and response id from a non-streamed result."""
@@ -86,7 +93,15 @@ class SDKPatch:
         self._stream_types: tuple[type, ...] = ()
         self._async_stream_types: tuple[type, ...] = ()
         self._response_types: tuple[type, ...] = ()
+        #: the class of a result -> how to observe it (``_READ``, ``_STREAM``, ``_ASTREAM``)
+        self._kinds: dict[type, int] = {}
+        #: (method, url) of a request -> its operation (``None``: not an LLM call)
+        self._routes: dict[tuple[Any, Any], str | None] = {}
+        self._provider = adapter.provider
+        self._note_sdk_call = capture.span_processor.note_sdk_call
         self.retries_visible = False
+        #: a new call's ``retries``: 0, or ``None`` when this SDK version does not show them
+        self._retries_start: int | None = None
         #: the HTTP attempt (``httpx.Request``) -> its call, until the response is parsed
         self.requests: weakref.WeakKeyDictionary[Any, PendingCall] = weakref.WeakKeyDictionary()
         #: the call last started by ``_build_request`` in this context (its retries find it)
@@ -134,12 +149,18 @@ class SDKPatch:
             )
         except (TypeError, ValueError):
             self.retries_visible = False
+        self._retries_start = 0 if self.retries_visible else None
+        self._kinds.clear()
         self._patch(sync_cls, "request", self._sync_request)
         self._patch(async_cls, "request", self._async_request)
         self._patch(base_cls, "_build_request", self._build_request)
         self._patch(base_cls, "_make_status_error_from_response", self._status_error)
         for cls in parsers:
             self._patch(cls, "_parse", self._parse)
+        errors = modules.get(f"{pkg}._exceptions")
+        connection_error = getattr(errors, "APIConnectionError", None)
+        if isinstance(connection_error, type):
+            self._patch(connection_error, "__init__", self._connection_error)
         return True
 
     def uninstall(self) -> None:
@@ -161,29 +182,41 @@ class SDKPatch:
         self._originals.append((cls, name, original))
 
     # -- start of a call ---------------------------------------------------------------
+    def _classify(self, options: Any) -> str | None:
+        """``adapter.classify``, remembered per (method, url): an SDK asks the same few."""
+        try:
+            key = (options.method, options.url)
+            return self._routes[key]
+        except KeyError:
+            operation = self.adapter.classify(options)
+            if len(self._routes) < _MAX_ROUTES:
+                self._routes[key] = operation
+            return operation
+        except (AttributeError, TypeError):  # options of an unknown shape, an unhashable url
+            return self.adapter.classify(options)
+
     def _begin(self, options: Any) -> PendingCall | None:
         capture = self._capture
         sink = capture.sink
         if sink is None or capture.inflight.get() is not None:
             return None
-        operation = self.adapter.classify(options)
+        operation = self._classify(options)
         if operation is None:
             return None
         limits = capture.limits
         scoped = current_scopes()
         if limits is not None or scoped is not None:
             scoped = admit(limits, scoped)  # a hard limit reached: raises, nothing is sent
-        processor = capture.span_processor
         pending = PendingCall(
-            sink, self.adapter.provider, operation, _request_model(options), current_agent()
+            sink, self._provider, operation, _request_model(options), _AGENT.get(),
+            self._note_sdk_call, self._retries_start,
         )
         pending.limits = scoped
-        span_agent = processor.on_sdk_call(pending)
-        if pending.agent is None:
-            pending.agent = span_agent
-        pending.on_finish = processor.note_sdk_call
-        if not self.retries_visible:
-            pending.retries = None  # an SDK version without retries_taken: not visible
+        processor = capture.span_processor
+        if processor.live_spans:  # only when spans are open: the one that is current
+            span_agent = processor.on_sdk_call(pending)
+            if pending.agent is None:
+                pending.agent = span_agent
         return pending
 
     def _build_request(self, original: Any) -> Any:
@@ -228,6 +261,18 @@ class SDKPatch:
             return err
 
         return make_status_error
+
+    def _connection_error(self, original: Any) -> Any:
+        requests = self.requests
+
+        def init(err: Any, *args: Any, **kwargs: Any) -> None:
+            original(err, *args, **kwargs)
+            pending = _pop(requests, getattr(err, "request", None))
+            if pending is not None and not pending.done:
+                pending.fail(err)
+                pending.finish()
+
+        return init
 
     # -- sync ----------------------------------------------------------------------------
     def _sync_request(self, original: Any) -> Any:
@@ -313,17 +358,26 @@ class SDKPatch:
 
     def _after(self, pending: PendingCall, result: Any) -> None:
         pending.observed = True
-        if isinstance(result, self._stream_types):
-            pending.streamed = True
-            _wrap_sync_stream(result, pending, self.adapter.read_item)
-        elif isinstance(result, self._async_stream_types):
-            pending.streamed = True
-            _wrap_async_stream(result, pending, self.adapter.read_item)
-        else:
+        cls = type(result)
+        kind = self._kinds.get(cls)
+        if kind is None:
+            if issubclass(cls, self._stream_types):
+                kind = _STREAM
+            elif issubclass(cls, self._async_stream_types):
+                kind = _ASTREAM
+            else:
+                kind = _READ
+            if len(self._kinds) < _MAX_ROUTES:
+                self._kinds[cls] = kind
+        if kind == _READ:
             try:
                 self.adapter.read_result(pending, result)
             finally:
                 pending.finish()
+        else:
+            pending.streamed = True
+            wrap = _wrap_sync_stream if kind == _STREAM else _wrap_async_stream
+            wrap(result, pending, self.adapter.read_item)
 
 
 def _wrap_sync_stream(

@@ -55,7 +55,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ..histogram import NS_PER_S, FastHdr, LatencyHistogram, clamp_ns, new_hdr
+from ..histogram import NS_PER_S, FastHdr, LatencyHistogram, clamp_ns, new_hdr, percentile
 from ..stats import SampleSet
 
 if TYPE_CHECKING:
@@ -71,6 +71,8 @@ _MAX_MESSAGE = 500
 _OTHER_ERRORS = "<other>"
 # The dispatcher of the open model yields after this many starts in a row.
 _DISPATCH_BATCH = 64
+# Latencies of one second of the timeline kept exactly before they go into a histogram.
+_TIMELINE_EXACT = 4096
 
 
 class _Unset:
@@ -111,42 +113,59 @@ class _ErrorTable:
 
 
 class _Timeline:
-    """Per-second counts and p95 by completion time; one reused histogram."""
+    """Per-second counts and p95 by completion time.
 
-    __slots__ = ("_errors", "_fast", "_requests", "_sec", "_t0", "entries")
+    A second's latencies are kept as a plain list (one append per request) and its p95
+    computed exactly when the second closes; past ``_TIMELINE_EXACT`` requests in one
+    second they go into a reused HDR histogram instead (2 significant digits, within 1 %),
+    so memory stays bounded whatever the rate.
+    """
+
+    __slots__ = ("_errors", "_fast", "_lat", "_requests", "_sec", "_t0", "entries")
 
     def __init__(self, t0_ns: int) -> None:
         self._t0 = t0_ns
         self._sec = 0
         self._requests = 0
         self._errors = 0
-        # 1 us resolution floor, 2 significant digits: p95 per second within 1 %.
-        self._fast: FastHdr | None = FastHdr(new_hdr(lowest_ns=1000, digits=2))
+        self._lat: list[int] = []
+        self._fast: FastHdr | None = None
         self.entries: list[dict[str, Any]] = []
 
     def add(self, end_ns: int, latency_ns: int | None) -> None:
-        sec = max(0, (end_ns - self._t0) // NS_PER_S)
-        if sec != self._sec:
-            self._flush(sec)
+        if (end_ns - self._t0) // NS_PER_S != self._sec:
+            self._flush(max(0, (end_ns - self._t0) // NS_PER_S))
         self._requests += 1
         if latency_ns is None:
             self._errors += 1
         else:
-            assert self._fast is not None
-            self._fast.record(max(1000, latency_ns))
+            lat = self._lat
+            lat.append(latency_ns)
+            if len(lat) >= _TIMELINE_EXACT:
+                self._spill()
+
+    def _spill(self) -> None:
+        if self._fast is None:
+            self._fast = FastHdr(new_hdr(lowest_ns=1000, digits=2))
+        self._fast.record_many([max(1000, v) for v in self._lat])
+        self._lat = []
 
     def _flush(self, new_sec: int) -> None:
-        assert self._fast is not None
-        hist = self._fast.sync()
-        count = hist.get_total_count()
-        p95 = hist.get_value_at_percentile(95.0) / NS_PER_S if count else None
+        p95: float | None = None
+        fast = self._fast
+        if fast is not None and fast.n:
+            self._spill()
+            hist = fast.sync()
+            p95 = hist.get_value_at_percentile(95.0) / NS_PER_S
+            hist.reset()
+        elif self._lat:
+            p95 = percentile(sorted(self._lat), 95) / NS_PER_S
+            self._lat = []
         self.entries.append(
             {"t": self._sec, "requests": self._requests, "errors": self._errors, "p95": p95}
         )
         for gap in range(self._sec + 1, new_sec):
             self.entries.append({"t": gap, "requests": 0, "errors": 0, "p95": None})
-        if count:
-            hist.reset()
         self._sec = new_sec
         self._requests = self._errors = 0
 
@@ -200,10 +219,13 @@ class LoadRun:
         self.last_completion_ns = end_ns
 
     def record_success(self, end_ns: int, latency_ns: int) -> None:
-        self._completed(end_ns)
+        if self._w0_count is None or self._w1_count is None:
+            self._completed(end_ns)
+        else:
+            self.last_completion_ns = end_ns
         self.succeeded += 1
         latency_ns = clamp_ns(latency_ns)
-        self.histogram.record_ns(latency_ns)
+        self.histogram.record_ns(latency_ns)  # the one histogram record of a request
         self.timeline.add(end_ns, latency_ns)
 
     def record_failure(self, end_ns: int, exc: BaseException) -> None:
@@ -412,8 +434,7 @@ class LoadTester:
             wait = start_at - time.perf_counter_ns()
             if wait > 0:
                 await asyncio.sleep(wait / NS_PER_S)
-            for request_id in range(requests_per_user):
-                await _one_request(run, test_func, user_id, request_id, None, req_timeout)
+            await _requests(run, test_func, user_id, range(requests_per_user), req_timeout)
             run.close_window(time.perf_counter_ns())
 
         tasks = [asyncio.ensure_future(user(i)) for i in range(concurrent_users)]
@@ -648,6 +669,42 @@ async def _one_request(
         run.in_flight -= 1
         if sem is not None:
             sem.release()
+
+
+async def _requests(
+    run: LoadRun,
+    test_func: TestFunc,
+    user_id: int,
+    request_ids: range,
+    timeout: float | None,
+) -> None:
+    """One closed-model user's requests in turn: what ``_one_request`` does for each,
+    without a coroutine per request (the loop's own cost is per request)."""
+    clock = time.perf_counter_ns
+    for request_id in request_ids:
+        run.in_flight += 1
+        start = clock()
+        try:
+            if timeout is None:
+                await test_func(user_id, request_id)
+            elif sys.version_info >= (3, 11):
+                async with asyncio.timeout(timeout):
+                    await test_func(user_id, request_id)
+            else:  # pragma: no cover - Python 3.10
+                await asyncio.wait_for(test_func(user_id, request_id), timeout)
+        except asyncio.CancelledError as exc:
+            if run.stopping or _being_cancelled():
+                run.unfinished += 1
+                raise
+            run.cancelled_requests += 1
+            run.record_failure(clock(), exc)
+        except Exception as exc:
+            run.record_failure(clock(), exc)
+        else:
+            end = clock()
+            run.record_success(end, end - start)
+        finally:
+            run.in_flight -= 1
 
 
 def _being_cancelled() -> bool:

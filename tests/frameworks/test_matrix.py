@@ -123,7 +123,7 @@ def run_session(
         result = pytester.runpytest_subprocess(
             "--perf-report=r.json", "-p", "no:cacheprovider", "-p", "no:randomly",
             "-W", "ignore::DeprecationWarning", "-W", "ignore::PendingDeprecationWarning",
-            "-rA", timeout=120,
+            "-rA", timeout=300,  # a framework's first import takes a minute on a busy machine
         )
         report = pytester.path / "r.json"
         assert report.exists(), f"no report:\n{result.stdout}\n{result.stderr}"
