@@ -529,7 +529,8 @@ def test_finished_call_carries_every_field_of_the_pending_one() -> None:
     pending = PendingCall(got.append, "prov", "chat", "model-a", "agent-a", retries=5)
     values = {"prompt_tokens": 11, "completion_tokens": 12, "total_tokens": 23,
               "cached_tokens": 13, "reasoning_tokens": 14, "ttft_s": 0.5, "streamed": True,
-              "error": "Boom", "response_model": "model-b", "response_id": "rid-1"}
+              "error": "Boom", "response_model": "model-b", "response_id": "rid-1",
+              "replayed": True}
     for name, value in values.items():
         setattr(pending, name, value)
     pending.finish()
