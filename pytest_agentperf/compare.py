@@ -464,18 +464,22 @@ def _compare_tokens(base: Mapping[str, Any], cur: Mapping[str, Any],
     if baseline is None or current is None:
         return None
     tol = tolerances.tokens
-    change = _change(baseline, current)
-    verdict: Verdict = "unchanged"
-    note = None
-    if baseline == 0:
-        if current > 0:
-            verdict, note = "regression", "the baseline used no tokens"
-    elif current > baseline * (1 + tol):
-        verdict = "regression"
-    elif current < baseline * (1 - tol):
-        verdict = "improvement"
-    return MetricComparison("tokens.total", "tokens", baseline, current, change, tol, verdict,
+    verdict, note = _tolerance_verdict(baseline, current, tol, "the baseline used no tokens")
+    return MetricComparison("tokens.total", "tokens", baseline, current,
+                            _change(baseline, current), tol, verdict,
                             Evidence("tolerance", None, None, None, note))
+
+
+def _tolerance_verdict(baseline: float, current: float, tol: float,
+                       zero_note: str) -> tuple[Verdict, str | None]:
+    """A deterministic figure (tokens, cost) against its baseline: beyond ``tol`` either way."""
+    if baseline == 0:
+        return ("regression", zero_note) if current > 0 else ("unchanged", None)
+    if current > baseline * (1 + tol):
+        return "regression", None
+    if current < baseline * (1 - tol):
+        return "improvement", None
+    return "unchanged", None
 
 
 def _compare_cost(base: Mapping[str, Any], cur: Mapping[str, Any],
@@ -498,13 +502,8 @@ def _compare_cost(base: Mapping[str, Any], cur: Mapping[str, Any],
         note = f"cost not compared: the runs used different prices ({b_prices} / {c_prices})"
     elif not (b_cost.get("complete") and c_cost.get("complete")):
         verdict, note = "inconclusive", "cost not compared: a side's cost is a lower bound"
-    elif baseline == 0:
-        if current > 0:
-            verdict, note = "regression", "the baseline cost nothing"
-    elif current > baseline * (1 + tol):
-        verdict = "regression"
-    elif current < baseline * (1 - tol):
-        verdict = "improvement"
+    else:
+        verdict, note = _tolerance_verdict(baseline, current, tol, "the baseline cost nothing")
     return MetricComparison("llm.cost_usd", "USD", baseline, current, change, tol, verdict,
                             Evidence("tolerance", None, None, None, note))
 
