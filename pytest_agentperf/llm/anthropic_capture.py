@@ -49,7 +49,8 @@ class AnthropicAdapter:
     def read_item(self, pending: PendingCall, item: Any) -> None:
         kind = getattr(item, "type", None)
         if kind == "content_block_delta":
-            pending.first_content()
+            if pending.ttft_s is None:
+                pending.first_content()
         elif kind == "message_start":
             self.read_result(pending, getattr(item, "message", None))
         elif kind == "message_delta":
