@@ -37,6 +37,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
 from .report import ReportError, load_report
+from .reportdata import finite
 from .reportdata import number as _num
 from .reportdata import samples as _samples
 from .stats import (
@@ -228,6 +229,32 @@ class MetricComparison:
             "verdict": self.verdict,
             "evidence": {k: v for k, v in asdict(self.evidence).items() if v is not None},
         }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> MetricComparison:
+        """The comparison back from :meth:`as_dict` (a report entry, or one that crossed
+        from an xdist worker as JSON); a missing or malformed field reads as unknown."""
+        ev = data.get("evidence")
+        ev = ev if isinstance(ev, Mapping) else {}
+        verdict = data.get("verdict")
+        counts = (finite(ev.get("n_baseline")), finite(ev.get("n_current")))
+        note = ev.get("note")
+        return cls(
+            metric=str(data.get("metric", "")),
+            unit=str(data.get("unit", "")),
+            baseline=_num(data.get("baseline")),
+            current=_num(data.get("current")),
+            change=_num(data.get("change")),
+            tolerance=_num(data.get("tolerance")) or 0.0,
+            verdict=verdict if verdict in VERDICTS else "inconclusive",
+            evidence=Evidence(
+                method=str(ev.get("method", "")),
+                p_value=_num(ev.get("p_value")),
+                n_baseline=None if counts[0] is None else int(counts[0]),
+                n_current=None if counts[1] is None else int(counts[1]),
+                note=None if note is None else str(note),
+            ),
+        )
 
     def describe(self) -> str:
         """``latency.p95 0.210 s -> 0.430 s (+104.8%, tolerance 10%; Mann-Whitney p=1e-09)``"""

@@ -322,3 +322,27 @@ def test_merge_reports_validates_and_flags_inexact() -> None:
     assert merged["merge"]["exact"] is False
     assert merged["complete"] is False and "two.json: interrupted" in merged["incomplete_reason"]
     assert merged["summary"]["tests"] == 3
+
+
+def test_the_terminal_line_is_the_comparisons_own_description() -> None:
+    """The regression gate's terminal line is read back from the report entry's dict and
+    described by ``MetricComparison.describe``, the same text as the failure message."""
+    from pytest_agentperf.compare import Evidence, MetricComparison
+    from pytest_agentperf.plugin.baseline import _describe
+
+    metrics = [
+        MetricComparison("latency.p95", "s", 0.21, 0.43, 0.43 / 0.21 - 1, 0.1, "regression",
+                         Evidence("mann-whitney", 1e-9, 30, 30)),
+        MetricComparison("tokens.total", "tokens", 100.0, 130.0, 0.3, 0.05, "regression",
+                         Evidence("tolerance")),
+        MetricComparison("memory.peak_mb", "MiB", 10.0, 30.0, 2.0, 0.1, "regression",
+                         Evidence("tolerance+floor", note="above the 5 MiB floor")),
+    ]
+    for m in metrics:
+        assert MetricComparison.from_dict(m.as_dict()) == m
+        assert _describe(m.as_dict()) == m.describe()
+    assert _describe(metrics[0].as_dict()) == (
+        "latency.p95 210 ms -> 430 ms (+104.8%, tolerance 10%; Mann-Whitney p=1.0e-09, "
+        "n=30/30)")
+    # a malformed entry still gives a line, with unknown figures
+    assert _describe({"metric": "latency.p95", "baseline": "x"}).startswith("latency.p95 ")
