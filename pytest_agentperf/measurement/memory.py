@@ -103,13 +103,21 @@ def _reset_hwm() -> None:
 class ProcFiles:
     """``/proc/self`` files opened once and read with ``pread``: no ``open()`` per test.
 
+    ``peak=True`` (the ``hwm`` method) also opens ``status`` and ``clear_refs`` and resets
+    the peak; ``peak=False`` (``faults``) opens ``statm`` only and resets nothing.
     Linux only; raises ``OSError`` where the files are missing or read-only.
     """
 
-    def __init__(self) -> None:
-        self._statm = os.open("/proc/self/statm", os.O_RDONLY)
-        self._status = os.open("/proc/self/status", os.O_RDONLY)
+    def __init__(self, peak: bool = True) -> None:
+        #: the files are this process's: a forked child (pytest-forked) reads its own
+        self._pid = os.getpid()
+        self._status: int | None = None
+        self._clear_refs: int | None = None
+        self._statm: int | None = os.open("/proc/self/statm", os.O_RDONLY)
+        if not peak:
+            return
         try:
+            self._status = os.open("/proc/self/status", os.O_RDONLY)
             self._clear_refs = os.open("/proc/self/clear_refs", os.O_WRONLY)
         except OSError:
             self.close()
@@ -118,9 +126,12 @@ class ProcFiles:
         self.peak_bytes()
 
     def rss_bytes(self) -> int:
+        if self._statm is None or os.getpid() != self._pid:
+            return rss_bytes()
         return int(os.pread(self._statm, 256, 0).split()[1]) * _PAGE
 
     def peak_bytes(self) -> int:
+        assert self._status is not None
         text = os.pread(self._status, 16384, 0)
         start = text.find(b"VmHWM:")
         if start < 0:
@@ -128,6 +139,7 @@ class ProcFiles:
         return int(text[start + 6 : text.index(b"kB", start)]) * 1024
 
     def reset_peak(self) -> None:
+        assert self._clear_refs is not None
         os.write(self._clear_refs, b"5")
 
     def close(self) -> None:
@@ -190,11 +202,14 @@ def best_memory_method() -> MemoryMethod:
     return "sample"
 
 
-def _faulted_pages() -> int:
+def _faults_and_peak() -> tuple[int, int]:
+    """Pages the process faulted in so far, and its resident high-water mark (bytes),
+    from one ``getrusage``: ``ru_maxrss`` is the kernel's never-reset-here ``VmHWM``
+    (Linux, KiB), without generating ``/proc/self/status``."""
     import resource
 
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    return int(usage.ru_minflt + usage.ru_majflt)
+    return int(usage.ru_minflt + usage.ru_majflt), int(usage.ru_maxrss) * 1024
 
 
 class _Sampler(threading.Thread):
@@ -219,8 +234,8 @@ class _Sampler(threading.Thread):
 class MemoryProbe:
     """Measure the peak memory added by a block: ``start()`` then ``stop()``.
 
-    For ``hwm``, pass the session's :class:`ProcFiles` to avoid opening the
-    ``/proc`` files on every probe.
+    For ``hwm`` and ``faults``, pass the session's :class:`ProcFiles` to avoid opening
+    the ``/proc`` files on every probe.
     """
 
     def __init__(
@@ -242,9 +257,8 @@ class MemoryProbe:
             glibc = Glibc.load()
             if glibc is not None:
                 glibc.trim()
-            self._hwm = _read_hwm_bytes()
-            self._start = rss_bytes()
-            self._faults = _faulted_pages()
+            self._start = rss_bytes() if self._proc is None else self._proc.rss_bytes()
+            self._faults, self._hwm = _faults_and_peak()
         elif method == "hwm":
             if self._proc is not None:
                 self._proc.reset_peak()
@@ -270,9 +284,9 @@ class MemoryProbe:
         if method == "off":
             return None
         if method == "faults":
-            touched = (_faulted_pages() - self._faults) * _PAGE
-            end = rss_bytes()
-            hwm = _read_hwm_bytes()
+            faults, hwm = _faults_and_peak()
+            touched = (faults - self._faults) * _PAGE
+            end = rss_bytes() if self._proc is None else self._proc.rss_bytes()
             if hwm > self._hwm:  # the block set the process's peak: exact
                 added = hwm - self._start
             else:  # at most what it touched, at most the process's peak

@@ -99,6 +99,11 @@ class PerfSession:
         self._proc: ProcFiles | None = None
         if settings.memory_method == "hwm":
             self._proc = ProcFiles()
+        elif settings.memory_method == "faults":
+            try:
+                self._proc = ProcFiles(peak=False)
+            except OSError:  # no /proc: the probe opens nothing and reads psutil's RSS
+                self._proc = None
         self._snapshot_interval = SNAPSHOT_INTERVAL
         #: entries added so far / when the last write was built: unequal = unwritten tests
         self._added = 0
