@@ -12,10 +12,15 @@ from __future__ import annotations
 from typing import Any
 
 from ._pending import PendingCall
-from .sdk_read import int_field as _int
-from .sdk_read import post_path, read_identity
 
 __all__ = ["AnthropicAdapter"]
+
+
+def _int(obj: Any, name: str) -> int | None:
+    value = getattr(obj, name, None)
+    if type(value) is int:  # the common case, one check
+        return value
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 class AnthropicAdapter:
@@ -25,11 +30,22 @@ class AnthropicAdapter:
     package = "anthropic"
 
     def classify(self, options: Any) -> str | None:
-        path = post_path(options)
-        return "messages" if path is not None and path.endswith("/messages") else None
+        if str(getattr(options, "method", "")).lower() != "post":
+            return None
+        url = getattr(options, "url", "")
+        if not isinstance(url, str):
+            return None
+        if url.split("?", 1)[0].rstrip("/").endswith("/messages"):
+            return "messages"
+        return None
 
     def read_result(self, pending: PendingCall, result: Any) -> None:
-        read_identity(pending, result)
+        model = getattr(result, "model", None)
+        if isinstance(model, str):
+            pending.response_model = model
+        rid = getattr(result, "id", None)
+        if isinstance(rid, str):
+            pending.response_id = rid
         _set(pending, getattr(result, "usage", None), None)
 
     def read_item(self, pending: PendingCall, item: Any) -> None:

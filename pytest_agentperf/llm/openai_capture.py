@@ -13,15 +13,27 @@ from __future__ import annotations
 from typing import Any
 
 from ._pending import PendingCall
-from .sdk_read import int_field as _int
-from .sdk_read import post_path, read_identity
 
 __all__ = ["OpenAIAdapter"]
+
+
+def _int(obj: Any, name: str) -> int | None:
+    value = getattr(obj, name, None)
+    if type(value) is int:  # the common case, one check
+        return value
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def _detail(obj: Any, details: str, name: str) -> int | None:
     inner = getattr(obj, details, None)
     return None if inner is None else _int(inner, name)
+
+
+def _path(options: Any) -> str:
+    url = getattr(options, "url", "")
+    if not isinstance(url, str):
+        return ""
+    return url.split("?", 1)[0].rstrip("/")
 
 
 class OpenAIAdapter:
@@ -31,9 +43,9 @@ class OpenAIAdapter:
     package = "openai"
 
     def classify(self, options: Any) -> str | None:
-        path = post_path(options)
-        if path is None:
+        if str(getattr(options, "method", "")).lower() != "post":
             return None
+        path = _path(options)
         if path.endswith("/chat/completions"):
             return "chat"
         if path.endswith("/responses"):
@@ -45,7 +57,12 @@ class OpenAIAdapter:
         return None
 
     def read_result(self, pending: PendingCall, result: Any) -> None:
-        read_identity(pending, result)
+        model = getattr(result, "model", None)
+        if isinstance(model, str):
+            pending.response_model = model
+        rid = getattr(result, "id", None)
+        if isinstance(rid, str):
+            pending.response_id = rid
         _read_usage(pending, getattr(result, "usage", None))
         if pending.operation == "responses" and getattr(result, "status", None) == "failed":
             err = getattr(result, "error", None)
@@ -78,7 +95,12 @@ class OpenAIAdapter:
                     pending.first_content()
                     break
         if pending.response_model is None:
-            read_identity(pending, item)
+            model = getattr(item, "model", None)
+            if isinstance(model, str):
+                pending.response_model = model
+            rid = getattr(item, "id", None)
+            if isinstance(rid, str):
+                pending.response_id = rid
         usage = getattr(item, "usage", None)
         if usage is not None:
             _read_usage(pending, usage)
