@@ -34,7 +34,15 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from .histogram import NS_PER_S, FastHdr, clamp_ns, new_hdr, percentile
+from .histogram import (
+    HDR_HIGHEST_NS,
+    HDR_LOWEST_NS,
+    NS_PER_S,
+    FastHdr,
+    clamp_ns,
+    new_hdr,
+    percentile,
+)
 
 if TYPE_CHECKING:
     from .histogram import LatencyHistogram
@@ -168,7 +176,7 @@ class SampleSet:
             if len(self._values) > self._max_exact:
                 self._to_histogram()
         else:
-            self._fast.record_many([_to_ns(v) for v in batch])
+            self._fast.record_many(_ns_list(batch))
         self._reservoir_batch(batch, start)
 
     def _reservoir_batch(self, batch: list[float], start: int) -> None:
@@ -204,8 +212,7 @@ class SampleSet:
             if self._values is not None:
                 self._to_histogram()
             if other._values is not None:
-                for v in other._values:
-                    self._fast.record(_to_ns(v))
+                self._fast.record_many(_ns_list(other._values))
             else:
                 self._synced().add(other._synced())
         self._count += other._count
@@ -309,8 +316,7 @@ class SampleSet:
         self._hdr = new_hdr()
         self._fast = FastHdr(self._hdr)
         assert self._values is not None
-        for v in self._values:
-            self._fast.record(_to_ns(v))
+        self._fast.record_many(_ns_list(self._values))
         self._values = None
 
     def _synced(self) -> Any:
@@ -372,6 +378,14 @@ class SampleSet:
 
 def _to_ns(seconds: float) -> int:
     return clamp_ns(int(seconds * _NS))
+
+
+def _ns_list(values: Iterable[float]) -> list[int]:
+    """``[_to_ns(v) for v in values]``, clamping only when a value needs it."""
+    ns = [int(v * _NS) for v in values]
+    if ns and (min(ns) < HDR_LOWEST_NS or max(ns) > HDR_HIGHEST_NS):
+        return [clamp_ns(v) for v in ns]
+    return ns
 
 
 # -- significance tests --------------------------------------------------------------
