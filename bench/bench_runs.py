@@ -15,6 +15,10 @@ runs go to
   the same machine (a saved baseline from another runner adds runner-to-runner
   noise this simulation leaves out, so it flatters the baseline file).
 
+Each cell gives the gate as it is, then in brackets, on the same samples, the
+gate with the round test at its previous level (p <= 0.05) and the gate before
+sessions were told apart (pooled Mann-Whitney as if the samples were iid).
+
 **Cost of a run**: one trivial test with ``perf_runs(N + 1)`` against
 ``perf_runs(1)``, in separate pytest processes, per extra run; the reference in
 the same command is N parametrized copies of the same test (what each run would
@@ -37,6 +41,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import contextlib
+from collections.abc import Iterator
+
+from pytest_agentperf import compare
 from pytest_agentperf.compare import Tolerances, compare_entries
 from pytest_agentperf.merge import merge_entries
 from pytest_agentperf.stats import best_possible_p, mann_whitney_u, summarize
@@ -60,7 +68,8 @@ def simulate(rng: random.Random, rounds: int, m: int, shift: float, sigma: float
              ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Per-round entries of base and head, interleaved A B, B A, ... on one drifting machine."""
     drift = 1.0
-    base, head = [], []
+    base: list[dict[str, Any]] = []
+    head: list[dict[str, Any]] = []
     for _ in range(rounds):
         drift *= math.exp(rng.gauss(0.0, DRIFT_SIGMA))
         for side in ("base", "head"):
@@ -72,65 +81,81 @@ def simulate(rng: random.Random, rounds: int, m: int, shift: float, sigma: float
     return base, head
 
 
+@contextlib.contextmanager
+def round_level(level: float) -> Iterator[None]:
+    """The gate with its round test at another level (the previous one was 0.05)."""
+    saved = compare.ROUND_ALPHA_MAX
+    compare.ROUND_ALPHA_MAX = level
+    try:
+        yield
+    finally:
+        compare.ROUND_ALPHA_MAX = saved
+
+
 def regressed(base: list[dict[str, Any]], head: list[dict[str, Any]], tol: Tolerances
-              ) -> tuple[bool, bool]:
-    """(the gate, the gate before 0.x: Mann-Whitney on the pooled samples as if iid)."""
+              ) -> tuple[bool, bool, bool]:
+    """(the gate, the gate with the round test at p <= 0.05, the gate before sessions:
+    Mann-Whitney on the pooled samples as if iid)."""
     b, h = merge_entries(base), merge_entries(head)
     now = compare_entries(b, h, tol).verdict == "regression"
+    with round_level(0.05):
+        previous = compare_entries(b, h, tol).verdict == "regression"
     bs, hs = b["latency"]["samples"], h["latency"]["samples"]
     before = False
     if min(len(bs), len(hs)) >= tol.min_samples and best_possible_p(len(bs), len(hs)) < tol.alpha:
         changed = any(h["latency"][k] > b["latency"][k] * (1 + tol.latency)
                       for k in ("p50", "p95", "mean"))
         before = changed and mann_whitney_u(hs, bs, "greater").p_value < tol.alpha
-    return now, before
+    return now, previous, before
+
+
+def _cell(counts: list[int], trials: int) -> str:
+    now, previous, before = (c / trials for c in counts)
+    return f"{now:>5.1%} ({previous:>5.1%};{before:>5.1%})"
+
+
+def _run_cells(rng: random.Random, trials: int, m: int, shift: float, sigma: float,
+               outliers: float, process: float = PROCESS_SIGMA) -> list[str]:
+    counts = {k: [0, 0, 0] for k in (5, 10, 20, 1)}  # k=1: the baseline file
+    for _ in range(trials):
+        base, head = simulate(rng, 20, m, shift, sigma, outliers, process)
+        for k, c in counts.items():
+            for i, hit in enumerate(regressed(base[:k], head[:k], tol=Tolerances())):
+                c[i] += hit
+    return [_cell(c, trials) for c in counts.values()]
 
 
 def stats_part(quick: bool) -> None:
     trials = 200 if quick else 1000
-    tol = Tolerances()
     scenarios = [(0.10, 0.05)] if quick else [(0.05, 0.0), (0.10, 0.0), (0.10, 0.05),
                                               (0.20, 0.05)]
     ms = (1, 5) if quick else (1, 5, 10)
+    level = compare.round_alpha(Tolerances())
     print(f"{trials} simulated comparisons per cell; samples per run m (perf_runs(m)); "
           f"process noise {PROCESS_SIGMA:.0%}, drift {DRIFT_SIGMA:.0%}/round; gate: +10 % "
           "and one-sided Mann-Whitney p < 0.005 (one session a side: beyond the 5 % noise "
-          "allowance; several: and the round permutation test p < 0.05).  In brackets, the "
-          "same samples through the gate before (pooled Mann-Whitney as if iid)")
-    print(f"{'sigma':>5} {'outl':>4} {'m':>3} {'shift':>6} | {'ab K=5':>13} {'K=10':>13} "
-          f"{'K=20':>13} | {'baseline file':>13}")
+          f"allowance; several: and the round permutation test p <= {level:g}).  In "
+          "brackets, the same samples through the gate with the round test at p <= 0.05 "
+          "(the previous level); and the gate before sessions (pooled Mann-Whitney as if iid)")
+    head = (f"{'sigma':>5} {'outl':>4} {'m':>3} {'shift':>6} | {'ab K=5':>19} {'K=10':>19} "
+            f"{'K=20':>19} | {'baseline file':>19}")
+    print(head)
     t0 = time.perf_counter()
     for sigma, outliers in scenarios:
         for m in ms:
             for shift in (0.0, 0.20):
-                rng = random.Random(2024)
-                counts = {k: [0, 0] for k in (5, 10, 20, 1)}  # k=1: the baseline file
-                for _ in range(trials):
-                    base, head = simulate(rng, 20, m, shift, sigma, outliers)
-                    for k, c in counts.items():
-                        now, before = regressed(base[:k], head[:k], tol)
-                        c[0] += now
-                        c[1] += before
+                cells = _run_cells(random.Random(2024), trials, m, shift, sigma, outliers)
                 label = "false alarms" if shift == 0 else "detected"
-                cells = [f"{c[0] / trials:>5.1%} ({c[1] / trials:>5.1%})"
-                         for c in counts.values()]
                 print(f"{sigma:>5.2f} {outliers:>4.0%} {m:>3} {shift:>+6.0%} | "
-                      f"{' '.join(cells[:3])} | {cells[3]}   ({label})")
+                      f"{' '.join(cells[:3])} | {cells[3]}   ({label})", flush=True)
     busy = PROCESS_SIGMA * 5
-    print(f"a busy machine (CPU burners coming and going): process noise {busy:.0%}, m = 10")
-    for shift in (0.0, 0.20):
-        rng = random.Random(2025)
-        counts = {k: [0, 0] for k in (5, 10, 20, 1)}
-        for _ in range(trials):
-            base, head = simulate(rng, 20, 10, shift, 0.10, 0.05, busy)
-            for k, c in counts.items():
-                now, before = regressed(base[:k], head[:k], tol)
-                c[0] += now
-                c[1] += before
-        label = "false alarms" if shift == 0 else "detected"
-        cells = [f"{c[0] / trials:>5.1%} ({c[1] / trials:>5.1%})" for c in counts.values()]
-        print(f"{0.1:>5.2f} {0.05:>4.0%} {10:>3} {shift:>+6.0%} | {' '.join(cells[:3])} | "
-              f"{cells[3]}   ({label})")
+    print(f"a busy machine (CPU burners coming and going): process noise {busy:.0%}")
+    for m in (5, 10):
+        for shift in (0.0, 0.20):
+            cells = _run_cells(random.Random(2025), trials, m, shift, 0.10, 0.05, busy)
+            label = "false alarms" if shift == 0 else "detected"
+            print(f"{0.1:>5.2f} {0.05:>4.0%} {m:>3} {shift:>+6.0%} | {' '.join(cells[:3])} | "
+                  f"{cells[3]}   ({label})", flush=True)
     print(f"stats elapsed {time.perf_counter() - t0:.1f} s")
 
 
