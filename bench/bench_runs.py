@@ -20,11 +20,16 @@ gate with the round test at its previous level (p <= 0.05) and the gate before
 sessions were told apart (pooled Mann-Whitney as if the samples were iid).
 
 **Cost of a run**: one trivial test with ``perf_runs(N + 1)`` against
-``perf_runs(1)``, in separate pytest processes, per extra run; the reference in
-the same command is N parametrized copies of the same test (what each run would
-cost as a separate pytest test).
+``perf_runs(1)``, in separate pytest processes, per extra run.  The references in
+the same command: N more parametrized copies of the test, measured (a budget) and
+plain (what each run would cost as a separate pytest test); and pytest's own
+protocol repeated N more times with nothing measured (a ``conftest.py`` hook that
+re-runs setup/call/teardown the way ``perf_runs`` and pytest-rerunfailures do),
+which splits an extra run into pytest's part and ours.  ``--previous REF`` adds
+the ``perf_runs`` case on the code at REF (a temporary git worktree, first on the
+import path).
 
-Run: ``python bench/bench_runs.py [--quick] [--part stats|cost|all]``.
+Run: ``python bench/bench_runs.py [--quick] [--part stats|cost|all] [--previous REF]``.
 """
 
 from __future__ import annotations
@@ -166,6 +171,10 @@ import pytest
 def test_trivial():
     pass
 
+@pytest.mark.bare_runs({runs})
+def test_bare():
+    pass
+
 @pytest.mark.parametrize("i", range({copies}))
 @pytest.mark.perf_budget(p95=100)
 def test_copy(i):
@@ -176,12 +185,54 @@ def test_plain(i):
     pass
 """
 
+#: pytest's protocol (setup, call, teardown with every plugin's hooks) repeated, nothing
+#: measured: the part of an extra run that is pytest's own
+CONFTEST = """
+import pytest
+from _pytest.runner import runtestprotocol
 
-def _session_seconds(directory: Path, runs: int, copies: int, select: str) -> float:
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "bare_runs(n): run the test n times, nothing measured")
+
+
+class _Target:
+    def __init__(self, item, nextitem):
+        self.item, self.nextitem, self.final = item, nextitem, False
+
+    def listchain(self):
+        if self.final:
+            return self.nextitem.listchain() if self.nextitem is not None else []
+        return self.item.listchain()[:-1]
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_protocol(item, nextitem):
+    mark = item.get_closest_marker("bare_runs")
+    if mark is None:
+        return None
+    n = mark.args[0]
+    target = _Target(item, nextitem)
+    item.ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
+    for i in range(n):
+        target.final = i == n - 1
+        reports = runtestprotocol(item, log=False, nextitem=target)
+    for rep in reports:
+        item.ihook.pytest_runtest_logreport(report=rep)
+    item.ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
+    return True
+"""
+
+
+def _session_seconds(directory: Path, runs: int, copies: int, select: str,
+                     args: tuple[str, ...] = (), path: str | None = None) -> float:
     (directory / "test_cost.py").write_text(TEST_FILE.format(runs=runs, copies=copies))
     argv = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p",
-            "pytest_agentperf.plugin", "-k", select, "--junitxml=junit.xml", "test_cost.py"]
+            "pytest_agentperf.plugin", "-k", select, "--junitxml=junit.xml", *args,
+            "test_cost.py"]
     env = {"PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1", "PATH": "/usr/bin:/bin"}
+    if path is not None:
+        env["PYTHONPATH"] = path
     subprocess.run(argv, cwd=directory, env=env, check=True, capture_output=True)
     import xml.etree.ElementTree as ET
 
@@ -190,41 +241,82 @@ def _session_seconds(directory: Path, runs: int, copies: int, select: str) -> fl
     return float(suite.get("time", "nan"))
 
 
-def cost_part(quick: bool) -> None:
+@contextlib.contextmanager
+def _worktree(ref: str | None) -> Iterator[str | None]:
+    """The code at ``ref`` in a temporary git worktree (None: no previous code)."""
+    if ref is None:
+        yield None
+        return
+    root = Path(__file__).resolve().parents[1]
+    with tempfile.TemporaryDirectory(prefix="bench-runs-prev-") as tmp:
+        where = str(Path(tmp) / "prev")
+        subprocess.run(["git", "-C", str(root), "worktree", "add", "-q", "--detach", where,
+                        ref], check=True)
+        try:
+            yield where
+        finally:
+            subprocess.run(["git", "-C", str(root), "worktree", "remove", "--force", where],
+                           check=False)
+
+
+def cost_part(quick: bool, previous: str | None = None) -> None:
     n = 500 if quick else 2000
     repeats = 3 if quick else 5
-    with tempfile.TemporaryDirectory(prefix="bench-runs-") as tmp:
+    off = ("--perf-memory=off",)
+    with tempfile.TemporaryDirectory(prefix="bench-runs-") as tmp, _worktree(previous) as prev:
         d = Path(tmp)
         (d / "pytest.ini").write_text("[pytest]\n")
-        cases = {"one": (1, 1, "trivial"), "many": (n + 1, 1, "trivial"),
-                 "ref1": (1, 1, "copy"), "refn": (1, n + 1, "copy"),
-                 "plain1": (1, 1, "plain"), "plainn": (1, n + 1, "plain")}
+        (d / "conftest.py").write_text(CONFTEST)
+        cases: dict[str, tuple[int, int, str, tuple[str, ...], str | None]] = {
+            "runs1": (1, 1, "trivial", (), None), "runsn": (n + 1, 1, "trivial", (), None),
+            "bare1": (1, 1, "bare", (), None), "baren": (n + 1, 1, "bare", (), None),
+            "off1": (1, 1, "trivial", off, None), "offn": (n + 1, 1, "trivial", off, None),
+            "ref1": (1, 1, "copy", (), None), "refn": (1, n + 1, "copy", (), None),
+            "plain1": (1, 1, "plain", (), None), "plainn": (1, n + 1, "plain", (), None)}
+        if prev is not None:
+            cases["prev1"] = (1, 1, "trivial", (), prev)
+            cases["prevn"] = (n + 1, 1, "trivial", (), prev)
         results: dict[str, list[float]] = {k: [] for k in cases}
         for _ in range(repeats):  # interleaved, min of each
-            for key, (runs, copies, select) in cases.items():
-                results[key].append(_session_seconds(d, runs, copies, select))
+            for key, (runs, copies, select, args, path) in cases.items():
+                results[key].append(_session_seconds(d, runs, copies, select, args, path))
     best = {k: min(v) for k, v in results.items()}
-    per_run = (best["many"] - best["one"]) / n
-    per_test = (best["refn"] - best["ref1"]) / n
-    per_plain = (best["plainn"] - best["plain1"]) / n
-    print(f"cost of one extra run of a trivial measured test (min of {repeats} sessions, "
-          f"{n} extra runs, JUnit session time):")
-    print(f"  perf_runs: {per_run * 1e3:.3f} ms per extra run")
+
+    def extra(key: str) -> float:
+        return (best[key + "n"] - best[key + "1"]) / n
+
+    per_run = extra("runs")
+    bare, off_run = extra("bare"), extra("off")
+    per_test, per_plain = extra("ref"), extra("plain")
+    print(f"cost of one extra run of a trivial test (min of {repeats} sessions, {n} extra "
+          "runs or tests, JUnit session time, all in this command):")
+    print(f"  perf_runs: {per_run * 1e3:.3f} ms per extra run (target <= 0.2 ms)")
+    print(f"  pytest's own protocol repeated, nothing measured: {bare * 1e3:.3f} ms "
+          f"(ratio run / bare {per_run / bare:.2f}); ours on top: {(per_run - bare) * 1e3:.3f} "
+          f"ms = {(per_run - bare) / per_run:.0%} of a run")
+    print(f"  perf_runs with --perf-memory=off: {off_run * 1e3:.3f} ms (the memory probe: "
+          f"{(per_run - off_run) * 1e3:.3f} ms a run)")
     print(f"  reference, one more parametrized measured test: {per_test * 1e3:.3f} ms "
           f"(ratio run / test {per_run / per_test:.2f})")
     print(f"  reference, one more plain pytest test (no plugin at work): "
           f"{per_plain * 1e3:.3f} ms (ratio run / plain test {per_run / per_plain:.2f})")
+    if "prev1" in best:
+        per_prev = extra("prev")
+        print(f"  the same perf_runs on {previous}: {per_prev * 1e3:.3f} ms (ratio now / "
+              f"previous {per_run / per_prev:.2f})")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer trials")
     ap.add_argument("--part", choices=("stats", "cost", "all"), default="all")
+    ap.add_argument("--previous", metavar="REF", help="also time perf_runs on the code at "
+                    "REF (git), for a now/previous ratio")
     args = ap.parse_args()
     if args.part in ("stats", "all"):
         stats_part(args.quick)
     if args.part in ("cost", "all"):
-        cost_part(args.quick)
+        cost_part(args.quick, args.previous)
 
 
 if __name__ == "__main__":
