@@ -130,11 +130,11 @@ def _run_cells(rng: random.Random, trials: int, m: int, shift: float, sigma: flo
     return [_cell(c, trials) for c in counts.values()]
 
 
-def stats_part(quick: bool) -> None:
+def stats_part(quick: bool, focus: bool = False) -> None:
     trials = 200 if quick else 1000
-    scenarios = [(0.10, 0.05)] if quick else [(0.05, 0.0), (0.10, 0.0), (0.10, 0.05),
-                                              (0.20, 0.05)]
-    ms = (1, 5) if quick else (1, 5, 10)
+    scenarios = [(0.10, 0.05)] if quick or focus else [(0.05, 0.0), (0.10, 0.0), (0.10, 0.05),
+                                                       (0.20, 0.05)]
+    ms = (5, 10) if focus else (1, 5) if quick else (1, 5, 10)
     level = compare.round_alpha(Tolerances())
     print(f"{trials} simulated comparisons per cell; samples per run m (perf_runs(m)); "
           f"process noise {PROCESS_SIGMA:.0%}, drift {DRIFT_SIGMA:.0%}/round; gate: +10 % "
@@ -310,11 +310,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer trials")
     ap.add_argument("--part", choices=("stats", "cost", "all"), default="all")
+    ap.add_argument("--focus", action="store_true", help="stats: only sigma 0.1 with 5 %% "
+                    "outliers at perf_runs(5) and (10), and the busy machine (all trials)")
     ap.add_argument("--previous", metavar="REF", help="also time perf_runs on the code at "
                     "REF (git), for a now/previous ratio")
     args = ap.parse_args()
     if args.part in ("stats", "all"):
-        stats_part(args.quick)
+        stats_part(args.quick, args.focus)
     if args.part in ("cost", "all"):
         cost_part(args.quick, args.previous)
 
