@@ -31,6 +31,13 @@ of ``n`` runs (a history window is tens of runs).  No pytest; numpy is used when
 is installed (it is not a dependency): the permutations are then evaluated in
 batches, one vector expression per batch (``bench/bench_changepoints.py`` measures
 the ratio to the pure-Python path), and both paths give the same answer.
+
+A percentile such as p95 is searched differently (:func:`quantile_changes`): on
+the runs' samples, not on the series of per-run p95.  A per-run p95 of a few
+dozen samples is mostly its largest one or two samples, so that series hides a
+step the samples show.  The split statistic is the quantile (sign) test's —
+how many samples on one side lie above the other side's p95 — and the same
+binary segmentation and permutation test permute whole runs.
 """
 
 from __future__ import annotations
@@ -39,11 +46,11 @@ import bisect
 import functools
 import math
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["ChangePoint", "e_divisive", "q_statistics"]
+__all__ = ["ChangePoint", "e_divisive", "q_statistics", "quantile_changes"]
 
 #: Significance level of the permutation test.
 DEFAULT_ALPHA = 0.005
@@ -162,34 +169,33 @@ _FIRST_CHUNK = 8
 _CHUNK = 64
 
 
-def _significance(xs: list[float], observed: float, min_size: int, alpha: float,
-                  permutations: int, rng: random.Random) -> float:
+def _significance(xs: list[Any], observed: float, alpha: float, permutations: int,
+                  rng: random.Random, maxima: Callable[[list[list[Any]], float], list[float]],
+                  batched: bool) -> float:
     """Permutation p-value of ``observed`` (stops once it cannot fall below ``alpha``).
 
-    The permutations are successive shuffles of one list drawn from ``rng``; with numpy
-    installed they are evaluated in batches (:func:`_best_q_batch`), without it one by
-    one.  Either way the p-value is the same and ``rng`` is left where the one-by-one
-    search leaves it (a batch that passes the stopping point is replayed up to it), so
-    both paths find the same change points.
+    The permutations are successive shuffles of one list drawn from ``rng``;
+    ``maxima(rows, threshold)`` gives the largest split statistic of each shuffled row
+    (a row may stop early at ``threshold``).  ``batched``: rows are evaluated in
+    batches (numpy, :func:`_best_q_batch`), else one by one.  Either way the p-value is
+    the same and ``rng`` is left where the one-by-one search leaves it (a batch that
+    passes the stopping point is replayed up to it), so both paths find the same change
+    points.
     """
     limit = alpha * (permutations + 1) - 1  # more exceedances than this: not significant
     threshold = observed * (1 - 1e-12)
     exceed = 0
     done = 0
     shuffled = list(xs)
-    batch = _batch_evaluator()
     while done < permutations:
-        size = min((_FIRST_CHUNK if done == 0 else _CHUNK) if batch else 1, permutations - done)
+        size = min((_FIRST_CHUNK if done == 0 else _CHUNK) if batched else 1,
+                   permutations - done)
         state, start = rng.getstate(), list(shuffled)
         chunk = []
         for _ in range(size):
             rng.shuffle(shuffled)
             chunk.append(list(shuffled))
-        if batch is not None:
-            maxima = batch(chunk, min_size)
-        else:
-            maxima = [_best_split(c, min_size, stop_at=threshold)[1] for c in chunk]
-        for i, q in enumerate(maxima):
+        for i, q in enumerate(maxima(chunk, threshold)):
             done += 1
             if q >= threshold:
                 exceed += 1
@@ -273,28 +279,176 @@ def e_divisive(series: Sequence[float], *, alpha: float = DEFAULT_ALPHA,
     xs = [float(v) for v in series]
     if any(not math.isfinite(v) for v in xs):
         raise ValueError("series has a non-finite value")
+    batch = _batch_evaluator()
+
+    def search(a: int, b: int) -> _Search | None:
+        segment = xs[a:b]
+        if max(segment) == min(segment):
+            return None
+        split, observed = _best_split(segment, min_size)
+        if batch is not None:
+            return _Search(segment, split, observed, lambda rows, _: batch(rows, min_size),
+                           True)
+        return _Search(segment, split, observed, lambda rows, stop: [
+            _best_split(row, min_size, stop_at=stop)[1] for row in rows], False)
+
+    return _segmentation(len(xs), search, lambda a, b: _median(xs[a:b]), alpha=alpha,
+                         permutations=permutations, min_size=min_size, seed=seed)
+
+
+#: A run's samples are reduced to at most this many of its own percentiles for the
+#: quantile search (its cost grows with the samples of the window).
+QUANTILE_POINTS = 64
+
+
+def quantile_changes(runs: Sequence[Sequence[float]], q: float = 95.0, *,
+                     alpha: float = DEFAULT_ALPHA, permutations: int = DEFAULT_PERMUTATIONS,
+                     min_size: int = DEFAULT_MIN_SIZE, seed: int = 0) -> list[ChangePoint]:
+    """Shifts of the ``q``-th percentile of runs of samples (``runs[i]``: run ``i``'s
+    samples, oldest run first), in index order.
+
+    A per-run p95 of a few dozen samples is mostly the noise of its largest one
+    or two samples, so the series of per-run p95 hides a step that the samples
+    show.  Here a split is judged on the samples of the runs on each side, as a
+    quantile test does (the sign test; the rank-score test for a structural
+    change in a quantile, Qu 2008): ``Q`` is the ``q``-th percentile of the
+    pooled samples *before* the split; without a change about ``1 - q/100`` of
+    the samples *after* it are above ``Q`` too, and where the percentile rose,
+    more are.  The statistic is that difference of shares, weighted by the
+    sample counts (``|share_after - share_before| * sqrt(n_before n_after / n)``),
+    and the same with ``Q`` from the samples after the split (so a fall is seen
+    as well as a rise); the larger of the two counts.  The best split's
+    significance is a permutation test that permutes **whole runs**, so the
+    samples of one run are never taken as independent of each other: a run that
+    was slow as a whole counts once.  Splits are searched as in
+    :func:`e_divisive` (binary segmentation, the same ``alpha``, permutations,
+    stopping rule and seed).
+
+    A run with more than :data:`QUANTILE_POINTS` samples takes part as that many
+    of its own percentiles.  Before/after are the ``q``-th percentiles of the
+    pooled samples of the neighbouring segments.  Every run needs at least one
+    sample, all finite.
+    """
+    from .stats import percentile
+
+    rows = [_reduced(sorted(float(v) for v in run)) for run in runs]
+    if any(not row for row in rows):
+        raise ValueError("a run has no samples")
+    if any(not math.isfinite(v) for row in rows for v in (row[0], row[-1])):
+        raise ValueError("a run has a non-finite sample")
+    if not 0 < q < 100:
+        raise ValueError("need 0 < q < 100")
+
+    def search(a: int, b: int) -> _Search | None:
+        segment = rows[a:b]
+        if min(row[0] for row in segment) == max(row[-1] for row in segment):
+            return None  # one value throughout
+        split, observed = _best_quantile_split(segment, q, min_size)
+        return _Search(segment, split, observed, lambda perms, stop: [
+            _best_quantile_split(perm, q, min_size, stop)[1] for perm in perms], False)
+
+    def level(a: int, b: int) -> float:
+        return percentile(sorted(v for row in rows[a:b] for v in row), q)
+
+    return _segmentation(len(rows), search, level, alpha=alpha, permutations=permutations,
+                         min_size=min_size, seed=seed)
+
+
+def _reduced(row: list[float]) -> list[float]:
+    """A sorted run, or :data:`QUANTILE_POINTS` of its percentiles when it has more."""
+    from .stats import percentile
+
+    if len(row) <= QUANTILE_POINTS:
+        return row
+    return [percentile(row, (i + 0.5) * 100 / QUANTILE_POINTS) for i in range(QUANTILE_POINTS)]
+
+
+def _best_quantile_split(rows: Sequence[list[float]], q: float, min_size: int,
+                         stop_at: float | None = None) -> tuple[int, float]:
+    """The split of ``rows`` (sorted runs) whose sides differ most in their shares above
+    either side's ``q``-th percentile (weighted by the sample counts), and that
+    statistic; returns at once when a split reaches ``stop_at``.
+
+    Percentiles as :func:`~pytest_agentperf.stats.percentile` (type 7), written out
+    here with the shares because this runs for every split of every permutation.
+    """
+    n = len(rows)
+    if n < 2 * min_size:
+        return 0, 0.0
+    frac = q / 100.0
+    below_of, not_above_of = bisect.bisect_left, bisect.bisect_right
+
+    def pct(xs: list[float]) -> float:
+        h = (len(xs) - 1) * frac
+        lo = int(h)
+        low = xs[lo]
+        return low + (h - lo) * (xs[lo + 1] - low) if lo + 1 < len(xs) else low
+
+    def above(xs: list[float], v: float) -> float:  # values equal to v count half
+        not_above = not_above_of(xs, v)
+        return len(xs) - not_above + (not_above - below_of(xs, v)) / 2
+
+    prefix: list[list[float]] = [[]]
+    for row in rows[:n - min_size]:
+        prefix.append(sorted(prefix[-1] + row))  # merges two sorted runs: linear
+    best_t, best = 0, 0.0
+    right: list[float] = sorted(v for row in rows[n - min_size:] for v in row)
+    for t in range(n - min_size, min_size - 1, -1):
+        if t < n - min_size:
+            right = sorted(right + rows[t])
+        left = prefix[t]
+        n_left, n_right = len(left), len(right)
+        q_left, q_right = pct(left), pct(right)
+        rise = above(right, q_left) / n_right - above(left, q_left) / n_left
+        fall = above(left, q_right) / n_left - above(right, q_right) / n_right
+        stat = max(abs(rise), abs(fall)) * math.sqrt(n_left * n_right / (n_left + n_right))
+        if stat > best:
+            best_t, best = t, stat
+            if stop_at is not None and stat >= stop_at:
+                break
+    return best_t, best
+
+
+@dataclass(frozen=True)
+class _Search:
+    """A segment ready for the permutation test: what is permuted (``items``), its best
+    split and statistic, and how the statistic of permuted rows is computed."""
+
+    items: list[Any]
+    split: int
+    observed: float
+    maxima: Callable[[list[list[Any]], float], list[float]]
+    batched: bool
+
+
+def _segmentation(n: int, search: Callable[[int, int], _Search | None],
+                  level_of: Callable[[int, int], float], *, alpha: float, permutations: int,
+                  min_size: int, seed: int) -> list[ChangePoint]:
+    """Binary segmentation of runs ``0..n-1``: ``search(a, b)`` prepares the segment
+    ``[a, b)`` (None: nothing to find in it), ``level_of(a, b)`` is the level reported
+    for a segment between change points."""
     if min_size < 1 or not 0 < alpha < 1 or permutations < 1:
         raise ValueError("need min_size >= 1, 0 < alpha < 1, permutations >= 1")
     rng = random.Random(seed)
     found: dict[int, tuple[float, float]] = {}
-    pending = [(0, len(xs))]
+    pending = [(0, n)]
     while pending:
         a, b = pending.pop()
-        segment = xs[a:b]
-        if len(segment) < 2 * min_size or max(segment) == min(segment):
+        if b - a < 2 * min_size:
             continue
-        split, observed = _best_split(segment, min_size)
-        if observed <= 0:
+        segment = search(a, b)
+        if segment is None or segment.observed <= 0:
             continue
-        p = _significance(segment, observed, min_size, alpha, permutations, rng)
+        p = _significance(segment.items, segment.observed, alpha, permutations, rng,
+                          segment.maxima, segment.batched)
         if p > alpha:
             continue
-        found[a + split] = (p, observed)
-        pending += [(a, a + split), (a + split, b)]
-    bounds = [0, *sorted(found), len(xs)]
+        found[a + segment.split] = (p, segment.observed)
+        pending += [(a, a + segment.split), (a + segment.split, b)]
+    bounds = [0, *sorted(found), n]
     out = []
     for i in range(1, len(bounds) - 1):
         lo, at, hi = bounds[i - 1], bounds[i], bounds[i + 1]
         p, q = found[at]
-        out.append(ChangePoint(at, _median(xs[lo:at]), _median(xs[at:hi]), p, q))
+        out.append(ChangePoint(at, level_of(lo, at), level_of(at, hi), p, q))
     return out

@@ -173,6 +173,27 @@ class LatencyHistogram:
             else:
                 self._exact = None
 
+    def record_many_ns(self, values: Sequence[int]) -> None:
+        """Record many durations in nanoseconds, already within 1 ns .. 1 h
+        (:func:`clamp_ns`): the same as ``record_ns`` for each, in one batch."""
+        if not values:
+            return
+        batch = values if isinstance(values, list) else list(values)
+        lo, hi = min(batch), max(batch)
+        if self._count == 0 or lo < self._min:
+            self._min = lo
+        if hi > self._max:
+            self._max = hi
+        self._count += len(batch)
+        self._sum += sum(batch)
+        self._fast.record_many(batch)
+        exact = self._exact
+        if exact is not None:
+            if len(exact) + len(batch) <= self._exact_limit:
+                exact.extend(batch)
+            else:
+                self._exact = None
+
     def record(self, seconds: float) -> None:
         """Record one duration in seconds."""
         self.record_ns(int(seconds * NS_PER_S))

@@ -190,14 +190,16 @@ class TestRecord:
             counts[finding["kind"]] = counts.get(finding["kind"], 0) + 1
         return counts
 
-    def to_dict(self) -> dict[str, Any]:
-        """The measured part of the test's report entry (no outcome yet)."""
-        return {
+    def to_dict(self, latency: bool = True) -> dict[str, Any]:
+        """The measured part of the test's report entry (no outcome yet); ``latency=False``
+        leaves the latency summary out (one run of ``perf_runs``: its samples are pooled
+        separately)."""
+        out = {
             "nodeid": self.nodeid,
             "duration_s": self.call_duration_s,
             "cpu_time_s": self.cpu_time_s,
             "budget": self.budget,
-            "latency": self.latency_summary(),
+            "latency": self.latency_summary() if latency else None,
             "memory": self.memory.as_dict() if self.memory is not None else None,
             "tokens": self.tokens_summary(),
             "operations": self.operations,
@@ -206,6 +208,9 @@ class TestRecord:
             "findings_count": self.findings_count(),
             **self.sections,
         }
+        if not latency:
+            del out["latency"]
+        return out
 
 
 def _limit_findings(record: TestRecord) -> None:

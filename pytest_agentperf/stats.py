@@ -34,7 +34,15 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from .histogram import NS_PER_S, FastHdr, clamp_ns, new_hdr, percentile
+from .histogram import (
+    HDR_HIGHEST_NS,
+    HDR_LOWEST_NS,
+    NS_PER_S,
+    FastHdr,
+    clamp_ns,
+    new_hdr,
+    percentile,
+)
 
 if TYPE_CHECKING:
     from .histogram import LatencyHistogram
@@ -168,7 +176,7 @@ class SampleSet:
             if len(self._values) > self._max_exact:
                 self._to_histogram()
         else:
-            self._fast.record_many([_to_ns(v) for v in batch])
+            self._fast.record_many(_ns_list(batch))
         self._reservoir_batch(batch, start)
 
     def _reservoir_batch(self, batch: list[float], start: int) -> None:
@@ -204,8 +212,7 @@ class SampleSet:
             if self._values is not None:
                 self._to_histogram()
             if other._values is not None:
-                for v in other._values:
-                    self._fast.record(_to_ns(v))
+                self._fast.record_many(_ns_list(other._values))
             else:
                 self._synced().add(other._synced())
         self._count += other._count
@@ -259,27 +266,57 @@ class SampleSet:
                        reservoir_size: int = 1000) -> SampleSet:
         """The values of a :class:`~pytest_agentperf.histogram.LatencyHistogram` (seconds).
 
-        Exact while the histogram is; otherwise every recorded value is replayed as its
-        bucket's value (0.1 % resolution, clamped into the exact min/max), O(count).
+        Exact while the histogram is.  Otherwise the set is built from the histogram's
+        counts, O(buckets) whatever the count: the same HDR layout (0.1 % resolution,
+        percentiles clamped into the exact min/max), the exact count, sum, min and max,
+        and a uniform reservoir drawn from the recorded values (each its bucket's value).
+        A histogram of at most ``max_exact`` values with no raw values (a decoded one)
+        gives its bucket values as exact samples.
         """
         out = cls(max_exact=max_exact, reservoir_size=reservoir_size)
         values = hist.exact_values_ns()
         if values is not None:
-            out.extend(v / NS_PER_S for v in values)
+            out.extend([v / NS_PER_S for v in values])
+            return out
+        count = len(hist)
+        if count == 0:
             return out
         lo, hi = hist.min_ns, hist.max_ns
-        for item in hist.hdr.get_recorded_iterator():
-            value = min(max(int(item.value_iterated_to), lo), hi) / NS_PER_S
-            for _ in range(int(item.count_added_in_this_iter_step)):
-                out.add(value)
+        buckets = [(min(max(int(item.value_iterated_to), lo), hi) / NS_PER_S,
+                    int(item.count_added_in_this_iter_step))
+                   for item in hist.hdr.get_recorded_iterator()]
+        if count <= max_exact:
+            out.extend([value for value, n in buckets for _ in range(n)])
+            return out
+        out._values = None
+        out._hdr = new_hdr()
+        out._fast = FastHdr(out._hdr)
+        out._hdr.add(hist.hdr)
+        out._count = count
+        out._sum = hist.total_s
+        out._min = lo / NS_PER_S
+        out._max = hi / NS_PER_S
+        if reservoir_size:
+            # the values at ``reservoir_size`` ranks drawn without replacement: a uniform
+            # sample of the recorded values, as replaying them through ``add`` would keep
+            out._rng = random.Random(0x5EED)
+            ranks = sorted(out._rng.sample(range(count), min(reservoir_size, count)))
+            reservoir = out._reservoir
+            i, below = 0, 0
+            for value, n in buckets:
+                below += n
+                while i < len(ranks) and ranks[i] < below:
+                    reservoir.append(value)
+                    i += 1
+            if len(reservoir) == reservoir_size:
+                out._reset_skip()
         return out
 
     def _to_histogram(self) -> None:
         self._hdr = new_hdr()
         self._fast = FastHdr(self._hdr)
         assert self._values is not None
-        for v in self._values:
-            self._fast.record(_to_ns(v))
+        self._fast.record_many(_ns_list(self._values))
         self._values = None
 
     def _synced(self) -> Any:
@@ -341,6 +378,14 @@ class SampleSet:
 
 def _to_ns(seconds: float) -> int:
     return clamp_ns(int(seconds * _NS))
+
+
+def _ns_list(values: Iterable[float]) -> list[int]:
+    """``[_to_ns(v) for v in values]``, clamping only when a value needs it."""
+    ns = [int(v * _NS) for v in values]
+    if ns and (min(ns) < HDR_LOWEST_NS or max(ns) > HDR_HIGHEST_NS):
+        return [clamp_ns(v) for v in ns]
+    return ns
 
 
 # -- significance tests --------------------------------------------------------------

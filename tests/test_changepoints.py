@@ -1,4 +1,5 @@
-"""changepoints.py: E-divisive means with a permutation test, on series with known shifts."""
+"""changepoints.py: E-divisive means with a permutation test, and the quantile search over
+runs of samples, on series with known shifts."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import random
 
 import pytest
 
-from pytest_agentperf.changepoints import e_divisive, q_statistics
+from pytest_agentperf.changepoints import e_divisive, q_statistics, quantile_changes
+from pytest_agentperf.stats import summarize
 
 
 def noisy(rng: random.Random, levels: list[float], sigma: float = 0.02) -> list[float]:
@@ -105,3 +107,75 @@ def test_numpy_batches_and_pure_python_give_the_same_answer(
     monkeypatch.setattr(changepoints, "_batch_evaluator", lambda: None)
     assert [e_divisive(s) for s in series] == with_numpy
     assert any(with_numpy) and not with_numpy[-1]
+
+
+# -- p95: the quantile search over the runs' samples ------------------------------------
+def hiccup_runs(rng: random.Random, levels: list[float], hiccups: float = 0.02,
+                samples: int = 30) -> list[list[float]]:
+    """Runs of ``samples`` latencies: log-normal around 10 ms x level (sigma 0.1), a share
+    ``hiccups`` of them x2..6 (as bench/bench_changepoints.py)."""
+    runs = []
+    for level in levels:
+        row = []
+        for _ in range(samples):
+            v = 0.010 * level * math.exp(rng.gauss(0.0, 0.1))
+            if rng.random() < hiccups:
+                v *= rng.uniform(2.0, 6.0)
+            row.append(v)
+        runs.append(row)
+    return runs
+
+
+def test_a_p95_step_is_found_in_the_samples_where_the_per_run_p95_hides_it() -> None:
+    for seed in range(3):
+        runs = hiccup_runs(random.Random(seed), [1.0] * 35 + [1.2] * 5)
+        # one hiccup in 30 samples is the per-run p95: that series shows nothing
+        assert e_divisive([summarize(r)["p95"] for r in runs]) == []
+        (cp,) = quantile_changes(runs)
+        assert cp.index == 35 and cp.p_value <= 0.005
+        assert cp.change == pytest.approx(0.2, abs=0.07)
+        assert cp.before == pytest.approx(summarize([v for r in runs[:35] for v in r])["p95"])
+        assert quantile_changes(runs) == [cp]  # deterministic
+
+
+def test_no_p95_change_without_a_shift_even_when_whole_runs_are_slow() -> None:
+    for seed in range(10):
+        assert quantile_changes(hiccup_runs(random.Random(100 + seed), [1.0] * 40)) == []
+    # each run as a whole 20 % faster or slower (a busy machine): its 30 samples are not
+    # 30 independent pieces of evidence, because whole runs are permuted
+    for seed in range(10):
+        rng = random.Random(200 + seed)
+        levels = [math.exp(rng.gauss(0.0, 0.2)) for _ in range(40)]
+        runs = [[0.010 * lv * math.exp(rng.gauss(0.0, 0.05)) for _ in range(30)]
+                for lv in levels]
+        assert quantile_changes(runs) == []
+
+
+def test_a_step_of_the_slow_path_only_moves_p95_not_p50() -> None:
+    rng = random.Random(3)
+    runs = []
+    for i in range(40):  # a quarter of the calls take the slow path, which gets 20 % slower
+        slow = 0.020 * (1.2 if i >= 35 else 1.0)
+        runs.append([(slow if rng.random() < 0.25 else 0.010) * math.exp(rng.gauss(0, 0.05))
+                     for _ in range(30)])
+    (cp,) = quantile_changes(runs)
+    assert cp.index == 35 and cp.change == pytest.approx(0.2, abs=0.05)
+    assert e_divisive([summarize(r)["p50"] for r in runs]) == []
+    assert quantile_changes(runs, 50) == []
+
+
+def test_a_fall_and_runs_of_other_sizes() -> None:
+    rng = random.Random(5)
+    runs = hiccup_runs(rng, [1.0] * 20, samples=12) + hiccup_runs(rng, [0.8] * 20, samples=300)
+    (cp,) = quantile_changes(runs)
+    assert cp.index == 20 and cp.after < cp.before
+    assert quantile_changes([[0.01] * 5] * 12) == []  # one value throughout
+
+
+def test_quantile_search_refuses_bad_input() -> None:
+    with pytest.raises(ValueError, match="no samples"):
+        quantile_changes([[1.0], []])
+    with pytest.raises(ValueError, match="non-finite"):
+        quantile_changes([[1.0], [float("inf")]])
+    with pytest.raises(ValueError, match="0 < q < 100"):
+        quantile_changes([[1.0]] * 8, 100)

@@ -11,7 +11,13 @@ import pytest
 from test_compare import entry, report
 
 from pytest_agentperf.compare import compare_reports
-from pytest_agentperf.history import STORE_VERSION, History, HistoryError, fingerprint
+from pytest_agentperf.history import (
+    STORE_VERSION,
+    History,
+    HistoryError,
+    HistoryStore,
+    fingerprint,
+)
 
 
 def test_record_runs_trend_and_baseline(tmp_path: Path) -> None:
@@ -297,7 +303,7 @@ def test_cli_marks_change_points_and_lists_recent_ones_worst_first(
     assert main(["history", "step", "--db", str(db)]) == 0
     out = capsys.readouterr().out
     row13 = next(line for line in out.splitlines() if line.startswith("13 "))
-    assert "<- change: mean +29.7%, p50 +29.9%, p95 +30.0%" in row13 and "c012" in row13
+    assert "<- change: mean +29.7%, p50 +29.9%, p95 +30.4%" in row13 and "c012" in row13
     assert "run 13 (c012" in out and "latency.p50 10 ms -> 13 ms" in out and "p=0.00" in out
     assert "run 17 (c016" in out and "tokens.total 100 tokens -> 150 tokens (+50.0%" in out
     assert main(["history", "--changes", "--db", str(db)]) == 0
@@ -324,6 +330,51 @@ def test_html_trend_draws_change_points(tmp_path: Path) -> None:
                        history=trends)
     assert page.count('<line class="change"') == 1
     assert "change +30." in page
+
+
+def record_slow_path_step(store: HistoryStore, runs: int = 40, step_at: int = 35) -> None:
+    """``runs`` runs of ``t.py::tail``: 30 samples, a quarter of them on a slow path that is
+    20 % slower from run ``step_at`` on (so p95 moves and p50 does not), plus 2 % hiccups
+    x2..6 that make every per-run p95 noisy."""
+    import math
+    import random as _random
+
+    rng = _random.Random(11)
+    for i in range(runs):
+        slow = 0.020 * (1.2 if i >= step_at else 1.0)
+        samples = []
+        for _ in range(30):
+            v = (slow if rng.random() < 0.25 else 0.010) * math.exp(rng.gauss(0, 0.05))
+            samples.append(v * rng.uniform(2.0, 6.0) if rng.random() < 0.02 else v)
+        store.record_run(report(entry(samples, "t.py::tail")))
+
+
+def test_p95_change_points_are_searched_on_the_stored_samples(tmp_path: Path) -> None:
+    from pytest_agentperf.changepoints import e_divisive
+    from pytest_agentperf.history.changes import HistoryBaseline, test_changes
+
+    db = tmp_path / "h.db"
+    with History(db) as h:
+        record_slow_path_step(h, runs=39)
+        assert len(h.samples("t.py::tail", [1, 2, 39])[39]) == 30
+    with History(db, readonly=True) as h:
+        points, changes = test_changes(h, "t.py::tail")
+        assert e_divisive([p.p95 for p in points if p.p95 is not None]) == []  # per run
+        (p95,) = [c for c in changes if c.metric == "latency.p95"]
+        assert (p95.run_id, p95.runs_ago) == (36, 3) and p95.p_value <= 0.005
+        assert p95.change == pytest.approx(0.2, abs=0.05)
+        assert not [c for c in changes if c.metric == "latency.p50"]
+        # the baseline starts at the p95 change point; the step is a drift beyond +10 %
+        rng_entry = entry([0.024, 0.010] * 15, "t.py::tail")
+        base, info = HistoryBaseline(h, fingerprint(report()["environment"])).entry(
+            "t.py::tail", rng_entry)
+        assert base is not None
+        assert info["since_change"]["metric"] == "latency.p95"
+        assert info["runs"] == [36, 37, 38, 39]
+        (drift,) = [d for d in info["drifts"] if d["metric"] == "latency.p95"]
+        assert drift["since_run"] == 36 and drift["change"] > 0.1
+        trends = h.trends(["t.py::tail"], limit=40)["t.py::tail"]
+        assert [i for i, r in enumerate(trends) if r["changes"]] == [35]
 
 
 def test_importing_the_plugin_imports_no_database_driver(pt: pytest.Pytester) -> None:

@@ -187,3 +187,19 @@ def test_cli_export_sqlite_import_postgres_and_read_commands(
     bad.write_text("{not json\n")
     assert main(["history", "import", str(bad), "--db", pg_url]) == 2
     assert "bad.jsonl line 1: not JSON" in capsys.readouterr().err
+
+
+def test_p95_change_points_read_the_samples_from_postgres(pg_url: str, tmp_path: Path) -> None:
+    from test_history import record_slow_path_step
+
+    from pytest_agentperf.history.changes import test_changes
+
+    with open_history(pg_url) as pgh, open_history(tmp_path / "h.db") as sqh:
+        record_slow_path_step(pgh)
+        record_slow_path_step(sqh)
+        ids = [p.run_id for p in pgh.trend("t.py::tail", limit=40)]
+        assert [len(v) for v in pgh.samples("t.py::tail", ids).values()] == [30] * 40
+        changes = test_changes(pgh, "t.py::tail")[1]
+        assert [(c.metric, c.run_id, c.before, c.after) for c in changes] == [
+            (c.metric, c.run_id, c.before, c.after) for c in test_changes(sqh, "t.py::tail")[1]]
+        assert [(c.metric, c.runs_ago) for c in changes] == [("latency.p95", 4)]

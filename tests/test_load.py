@@ -19,7 +19,7 @@ from aiohttp import web
 
 from pytest_agentperf.histogram import FastHdr, LatencyHistogram, clamp_ns, new_hdr
 from pytest_agentperf.stats import SampleSet, percentile
-from pytest_agentperf.toolkit.load import LoadTester, _arrivals_before, _intended_offset
+from pytest_agentperf.toolkit.load import LoadRun, LoadTester, _arrivals_before, _intended_offset
 
 
 @dataclass
@@ -533,3 +533,43 @@ async def test_unfinished_requests_count_as_failures() -> None:
     assert (result["successful_requests"] + result["failed_requests"] + result["unfinished"]
             + result["not_started"]) == result["planned_requests"] == 40
     assert result["error_rate"] == 1.0  # not 0.0: nothing succeeded
+
+
+def test_one_record_per_request_feeds_histogram_and_timeline() -> None:
+    """A request's latency is written once (its second's list); the run's histogram and the
+    per-second timeline are derived from it, also past the per-second exact limit and for a
+    progress snapshot taken mid-second."""
+    run = LoadRun("closed", {"concurrent_users": 1, "requests_per_user": 6000,
+                             "ramp_up_time": 0.0, "max_duration": None}, None)
+    t0 = run.t0_ns
+    rng = random.Random(3)
+    recorded: list[int] = []
+    by_second: dict[int, list[int]] = {0: [], 1: [], 3: []}
+    counts = {0: 10, 1: 5000, 3: 3}  # second 1 spills past the exact per-second limit
+    for sec, n in counts.items():
+        for i in range(n):
+            latency = int(rng.lognormvariate(13, 1)) + 1
+            run.record_success(t0 + sec * 1_000_000_000 + i * 1000, latency)
+            recorded.append(latency)
+            by_second[sec].append(latency)
+        run.record_failure(t0 + sec * 1_000_000_000 + n * 1000, ValueError("x"))
+        if sec == 0:
+            snap = run.snapshot(t0 + 500_000_000, 0.0)  # mid-second: folded, not lost
+            assert snap["requests"] == 11
+            assert snap["p95_s"] == pytest.approx(percentile(sorted(recorded), 95) / 1e9)
+    run.finish()
+    hist = run.histogram
+    assert len(hist) == len(recorded) == 5013
+    assert hist.min_ns == min(recorded) and hist.max_ns == max(recorded)
+    assert hist.total_s == pytest.approx(sum(recorded) / 1e9)
+    assert hist.percentile(95) == pytest.approx(percentile(sorted(recorded), 95) / 1e9,
+                                                rel=1e-3)
+    entries = run.timeline.entries
+    assert [e["t"] for e in entries] == [0, 1, 2, 3]
+    assert [e["requests"] for e in entries] == [11, 5001, 0, 4]
+    assert [e["errors"] for e in entries] == [1, 1, 0, 1]
+    assert entries[0]["p95"] == pytest.approx(percentile(sorted(by_second[0]), 95) / 1e9)
+    assert entries[1]["p95"] == pytest.approx(percentile(sorted(by_second[1]), 95) / 1e9,
+                                              rel=0.01)
+    assert entries[2]["p95"] is None
+    assert entries[3]["p95"] == pytest.approx(percentile(sorted(by_second[3]), 95) / 1e9)

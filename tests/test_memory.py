@@ -121,3 +121,40 @@ def test_hwm_stays_available_on_request(pt: pytest.Pytester) -> None:
     result.assert_outcomes(passed=1)
     memory = read_report(pt.path / "r.json")["tests"][0]["memory"]
     assert memory["method"] == "hwm" and memory["peak_mb"] >= 35
+
+
+@linux_only
+def test_proc_files_opened_once_follow_a_forked_child() -> None:
+    """The session opens /proc/self once; a test run in a forked child (pytest-forked)
+    must read its own figures, not its parent's through the inherited descriptors."""
+    import os
+    import warnings
+
+    from pytest_agentperf.measurement.memory import ProcFiles, rss_bytes
+
+    proc = ProcFiles(clear_refs=False)
+    try:
+        parent_peak = proc.peak_bytes()
+        read, write = os.pipe()
+        with warnings.catch_warnings():  # a multi-threaded parent (xdist) warns on 3.12+
+            warnings.simplefilter("ignore", DeprecationWarning)
+            pid = os.fork()
+        if pid == 0:  # the child: raise its own peak well above the parent's
+            code = 1
+            try:
+                data = bytearray(parent_peak + 64 * 1024 * 1024)
+                ok = proc.peak_bytes() > parent_peak + 32 * 1024 * 1024 and abs(
+                    proc.rss_bytes() - rss_bytes()) < 16 * 1024 * 1024
+                del data
+                os.write(write, b"1" if ok else b"0")
+                code = 0
+            finally:
+                os._exit(code)
+        os.close(write)
+        answer = os.read(read, 1)
+        os.close(read)
+        os.waitpid(pid, 0)
+        assert answer == b"1", "the forked child read its parent's /proc files"
+        assert proc.peak_bytes() < parent_peak + 32 * 1024 * 1024  # the parent's own again
+    finally:
+        proc.close()

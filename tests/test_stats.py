@@ -7,7 +7,10 @@ import random
 import statistics
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from pytest_agentperf.histogram import LatencyHistogram
 from pytest_agentperf.stats import (
     SampleSet,
     mann_whitney_u,
@@ -111,6 +114,64 @@ def test_reservoir_is_a_uniform_sample_of_everything_recorded() -> None:
     for lo in range(0, n, n // 4):  # every quarter of the stream is represented
         share = sum(lo <= v < lo + n // 4 for v in kept) / k
         assert 0.18 < share < 0.32
+
+
+_SECONDS = st.floats(min_value=0.0, max_value=3600.0, allow_nan=False, allow_infinity=False)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    steps=st.lists(st.one_of(_SECONDS, st.lists(_SECONDS, max_size=40)), max_size=30),
+    max_exact=st.integers(min_value=1, max_value=60),
+    reservoir_size=st.integers(min_value=0, max_value=12),
+)
+def test_batched_extend_equals_adding_one_by_one(
+    steps: list[float | list[float]], max_exact: int, reservoir_size: int
+) -> None:
+    """``extend`` is ``add`` in batch: the same count, extremes, percentiles, exact/histogram
+    switchover and the very same reservoir (Algorithm L takes the same steps)."""
+    batched = SampleSet(max_exact=max_exact, reservoir_size=reservoir_size)
+    single = SampleSet(max_exact=max_exact, reservoir_size=reservoir_size)
+    for step in steps:
+        values = step if isinstance(step, list) else [step]
+        batched.extend(values)
+        for v in values:
+            single.add(v)
+        assert len(batched) == len(single)
+        assert batched.exact == single.exact
+        assert batched.reservoir == single.reservoir
+    got, want = batched.summary(), single.summary()
+    mean = want.pop("mean")
+    assert got.pop("mean") == (None if mean is None else pytest.approx(mean, rel=1e-9,
+                                                                         abs=1e-12))
+    assert got == want  # count, min, max, p50..p99 and exact
+    assert batched.total == pytest.approx(single.total, rel=1e-9, abs=1e-12)
+    if len(single):
+        for q in (0, 1, 50, 95, 99.9, 100):
+            assert batched.percentile(q) == single.percentile(q)
+
+
+def test_sample_set_from_a_large_histogram_is_built_from_its_counts() -> None:
+    hist = LatencyHistogram(exact_limit=100)
+    rng = random.Random(5)
+    values = [int(rng.lognormvariate(16, 1.5)) + 1 for _ in range(50_000)]
+    hist.record_many_ns(values)
+    samples = SampleSet.from_histogram(hist, reservoir_size=500)
+    assert len(samples) == 50_000 and not samples.exact
+    summary = samples.summary()
+    assert summary["min"] == min(values) / 1e9 and summary["max"] == max(values) / 1e9
+    assert summary["mean"] == pytest.approx(statistics.fmean(values) / 1e9, rel=1e-12)
+    for q in (50, 90, 95, 99):  # the same HDR counts: the very same percentiles
+        assert samples.percentile(q) == hist.percentile(q)
+        assert samples.percentile(q) == pytest.approx(percentile(sorted(values), q) / 1e9,
+                                                      rel=2e-3)
+    kept = samples.reservoir
+    assert len(kept) == 500
+    assert all(summary["min"] <= v <= summary["max"] for v in kept)
+    # a uniform sample of the recorded values: its median near theirs
+    assert percentile(sorted(kept), 50) == pytest.approx(summary["p50"], rel=0.15)
+    samples.add(1.0)  # goes on like any set in histogram mode
+    assert len(samples) == 50_001 and len(samples.reservoir) == 500
 
 
 # -- Mann-Whitney ------------------------------------------------------------------------

@@ -2,7 +2,10 @@
 
 For each test and headline metric (p50, p95, mean, peak memory, tokens) the
 run series of one machine group goes through
-:func:`pytest_agentperf.changepoints.e_divisive`.  A change point is reported
+:func:`pytest_agentperf.changepoints.e_divisive`; p95 is searched on the runs'
+stored samples instead (:func:`~pytest_agentperf.changepoints.quantile_changes`,
+which permutes whole runs), because a per-run p95 of a few dozen samples is
+mostly the noise of its largest one or two.  A change point is reported
 with the run and commit where the new level began, the level before and
 after, the relative change and its permutation p-value.
 
@@ -15,20 +18,24 @@ over the window, which no single comparison with the recent runs shows.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from ..changepoints import ChangePoint, e_divisive
-from .common import DEFAULT_BASELINE_RUNS, HistoryStore, TrendPoint
+from ..changepoints import ChangePoint, e_divisive, quantile_changes
+from .common import DEFAULT_BASELINE_RUNS, HistoryStore, TrendPoint, finite_samples
 
 __all__ = ["DEFAULT_WINDOW", "METRICS", "HistoryBaseline", "TestChange", "latest_group",
-           "recent_changes", "test_changes"]
+           "metric_changes", "recent_changes", "test_changes"]
 
 #: The metrics searched for change points: (name in TrendPoint, unit, label).
 METRICS: tuple[tuple[str, str, str], ...] = (
     ("p50", "s", "latency.p50"), ("p95", "s", "latency.p95"), ("mean", "s", "latency.mean"),
     ("peak_mb", "MiB", "memory.peak_mb"), ("tokens", "tokens", "tokens.total"))
+#: Fewest samples every run needs for p95 to be searched on the samples
+#: (:func:`~pytest_agentperf.changepoints.quantile_changes`); below that a run's p95 is
+#: nearly its largest sample, and the per-run figures are searched instead.
+MIN_RUN_SAMPLES = 10
 #: How many recent runs of a test are searched.
 DEFAULT_WINDOW = 40
 #: How many recent runs a history baseline searches for the test's last change point.
@@ -67,24 +74,40 @@ def latest_group(store: HistoryStore, nodeid: str | None = None) -> str | None:
     return str(rows[0][0]) if rows and rows[0][0] is not None else None
 
 
-def _detect(points: Sequence[TrendPoint], attr: str,
-            detector: Callable[[list[float]], list[ChangePoint]]
-            ) -> list[tuple[int, ChangePoint]]:
-    """Change points of one metric as (position in ``points``, change point)."""
+def metric_changes(points: Sequence[TrendPoint], attr: str,
+                   samples: Sequence[Sequence[float] | None] | None = None
+                   ) -> list[tuple[int, ChangePoint]]:
+    """Change points of one metric as (position in ``points``, change point).
+
+    ``samples[i]`` are the latency samples of ``points[i]`` (None: not known).  When
+    every run with a p95 has at least :data:`MIN_RUN_SAMPLES` samples, p95 is searched
+    on them with :func:`~pytest_agentperf.changepoints.quantile_changes`; otherwise, and
+    for every other metric, the per-run figures go through
+    :func:`~pytest_agentperf.changepoints.e_divisive`.
+    """
     where = [i for i, p in enumerate(points) if isinstance(getattr(p, attr), (int, float))]
+    if (attr == "p95" and samples is not None and where
+            and all(len(samples[i] or ()) >= MIN_RUN_SAMPLES for i in where)):
+        return [(where[cp.index], cp)
+                for cp in quantile_changes([samples[i] or () for i in where], 95.0)]
     values = [float(getattr(points[i], attr)) for i in where]
-    return [(where[cp.index], cp) for cp in detector(values)]
+    return [(where[cp.index], cp) for cp in e_divisive(values)]
+
+
+def _samples_of(store: HistoryStore, nodeid: str, points: Sequence[TrendPoint]
+                ) -> list[list[float] | None]:
+    found = store.samples(nodeid, [p.run_id for p in points if p.p95 is not None])
+    return [found.get(p.run_id) for p in points]
 
 
 def test_changes(store: HistoryStore, nodeid: str, group: str | None = None,
-                 window: int = DEFAULT_WINDOW,
-                 detector: Callable[[list[float]], list[ChangePoint]] = e_divisive,
-                 ) -> tuple[list[TrendPoint], list[TestChange]]:
+                 window: int = DEFAULT_WINDOW) -> tuple[list[TrendPoint], list[TestChange]]:
     """The test's complete runs in ``group`` (oldest first) and their change points."""
     points = store.trend(nodeid, limit=window, group=group, complete_only=True)
+    samples = _samples_of(store, nodeid, points)
     changes = []
     for attr, unit, label in METRICS:
-        for pos, cp in _detect(points, attr, detector):
+        for pos, cp in metric_changes(points, attr, samples):
             p = points[pos]
             changes.append(TestChange(nodeid, label, unit, p.run_id, p.created, p.git_commit,
                                       cp.before, cp.after, cp.change, cp.p_value,
@@ -139,6 +162,7 @@ class HistoryBaseline:
         if not points:
             return None, info
         series = list(points)
+        samples = _samples_of(self.store, nodeid, points)
         if current is not None:
             series.append(TrendPoint(
                 0, "now", None, current.get("outcome"), finite_at(current, "latency", "p50"),
@@ -146,7 +170,10 @@ class HistoryBaseline:
                 _int(finite_at(current, "latency", "count")),
                 finite_at(current, "memory", "peak_mb"),
                 _int(finite_at(current, "tokens", "total"))))
-        found = {label: (unit, _detect(series, attr, e_divisive))
+            latency = current.get("latency")
+            samples.append(finite_samples(latency.get("samples")) or None
+                           if isinstance(latency, Mapping) else None)
+        found = {label: (unit, metric_changes(series, attr, samples))
                  for attr, unit, label in METRICS}
         starts = [(pos, label, cp) for label, (_, cps) in found.items() for pos, cp in cps
                   if pos < len(points)]

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import subprocess
 from collections.abc import Iterable, Iterator, Mapping
@@ -44,6 +45,7 @@ __all__ = [
     "RunInfo",
     "TrendPoint",
     "fingerprint",
+    "finite_samples",
     "git_branch",
 ]
 
@@ -150,6 +152,19 @@ class TrendPoint:
 
 
 
+def finite_samples(text: Any) -> list[float]:
+    """The finite numbers of a list of samples, or of one given as JSON text (anything
+    else: none)."""
+    try:
+        values = json.loads(text) if isinstance(text, str) else text
+    except ValueError:
+        return []
+    if not isinstance(values, list):
+        return []
+    return [float(v) for v in values
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)]
+
+
 def _dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), default=str)
 
@@ -212,6 +227,8 @@ class HistoryStore:
     readonly: bool = False
     runs_table = "runs"
     tests_table = "tests"
+    #: SQL for a test row's ``latency.samples`` (the report entry's raw samples) as JSON text
+    samples_sql = "json_extract(t.entry, '$.latency.samples')"
 
     # -- provided by each store ----------------------------------------------------------
     def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
@@ -305,8 +322,9 @@ class HistoryStore:
         """``{nodeid: [{"created", "p95", "peak_mb", "tokens", "changes"}, ...]}`` (oldest
         first) for the tests that have history: the shape the HTML report draws as trend
         lines.  ``changes`` lists the change points that begin at that run (metric,
-        before, after, change, p_value)."""
-        from ..changepoints import e_divisive
+        before, after, change, p_value); p95 change points are searched on the runs'
+        samples (:func:`~.changes.metric_changes`)."""
+        from .changes import metric_changes
 
         out: dict[str, list[dict[str, Any]]] = {}
         for nodeid in nodeids:
@@ -317,10 +335,11 @@ class HistoryStore:
                 {"created": p.created, "p95": p.p95, "peak_mb": p.peak_mb, "tokens": p.tokens,
                  "run_id": p.run_id, "git_commit": p.git_commit, "changes": []}
                 for p in points]
+            samples = self.samples(nodeid, [p.run_id for p in points])
+            runs = [samples.get(p.run_id) for p in points]
             for key in ("p95", "peak_mb", "tokens"):
-                where = [i for i, r in enumerate(rows) if isinstance(r[key], (int, float))]
-                for cp in e_divisive([float(rows[i][key]) for i in where]):
-                    rows[where[cp.index]]["changes"].append(
+                for pos, cp in metric_changes(points, key, runs):
+                    rows[pos]["changes"].append(
                         {"metric": key, "before": cp.before, "after": cp.after,
                          "change": cp.change, "p_value": cp.p_value})
             out[nodeid] = rows
@@ -341,6 +360,23 @@ class HistoryStore:
             f"SELECT run_id, nodeid, entry FROM {{tests}} WHERE run_id IN ({marks}){extra} "
             "ORDER BY run_id"), (*run_ids, *(() if nodeid is None else (nodeid,))))
         return [(int(r[0]), str(r[1]), json.loads(r[2])) for r in rows]
+
+    def samples(self, nodeid: str, run_ids: list[int]) -> dict[int, list[float]]:
+        """``{run_id: samples}``: the raw latency samples the test's report entry kept in
+        each run (``latency.samples``: all of them up to the reservoir's size, then a
+        uniform sample).  Runs without finite samples are left out."""
+        if not run_ids:
+            return {}
+        marks = ",".join("?" * len(run_ids))
+        rows = self._query(self._sql(
+            f"SELECT t.run_id, {self.samples_sql} FROM {{tests}} t WHERE t.nodeid = ? "
+            f"AND t.run_id IN ({marks})"), (nodeid, *run_ids))
+        out: dict[int, list[float]] = {}
+        for run_id, text in rows:
+            values = finite_samples(text)
+            if values:
+                out[int(run_id)] = values
+        return out
 
     def baseline_report(self, group: str, runs: int = DEFAULT_BASELINE_RUNS
                         ) -> dict[str, Any] | None:

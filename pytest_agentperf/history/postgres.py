@@ -63,6 +63,7 @@ class PostgresHistory(HistoryStore):
 
     runs_table = "agentperf_runs"
     tests_table = "agentperf_tests"
+    samples_sql = "(t.entry::json -> 'latency' ->> 'samples')"
 
     def __init__(self, url: str, *, readonly: bool = False, timeout: float = 30.0) -> None:
         self.name = redact(url)

@@ -20,10 +20,11 @@ ever taken from ``sys.modules``.
 from __future__ import annotations
 
 import contextvars
-import functools
 import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
+
+from .patches import MethodPatches
 
 if TYPE_CHECKING:
     from .capture import LLMCapture
@@ -52,14 +53,14 @@ class HTTPNet:
     def __init__(self, package: str, capture: LLMCapture) -> None:
         self.package = package
         self._capture = capture
-        self._originals: list[tuple[type, str, Any]] = []
+        self._patches = MethodPatches(_MARK)
 
     @property
     def installed(self) -> bool:
-        return bool(self._originals)
+        return bool(self._patches)
 
     def install(self) -> bool:
-        if self._originals:
+        if self._patches:
             return True
         module = sys.modules.get(self.package)
         if self.package == "aiohttp":
@@ -77,20 +78,10 @@ class HTTPNet:
         return True
 
     def uninstall(self) -> None:
-        for cls, name, original in reversed(self._originals):
-            if getattr(cls.__dict__.get(name), _MARK, None) is original:
-                setattr(cls, name, original)
-        self._originals.clear()
+        self._patches.restore()
 
     def _patch(self, cls: type, make: Callable[[Any], Any], name: str = "send") -> None:
-        original = cls.__dict__.get(name)
-        if original is None:
-            return
-        wrapper = make(original)
-        functools.update_wrapper(wrapper, original)
-        setattr(wrapper, _MARK, original)
-        setattr(cls, name, wrapper)
-        self._originals.append((cls, name, original))
+        self._patches.patch(cls, name, make)
 
     def check(self, request: Any) -> bool:
         """Report ``request`` (an ``httpx`` request) when it is an LLM API request that no

@@ -15,9 +15,10 @@ them out of the latency samples.
 
 from __future__ import annotations
 
-import functools
 import sys
 from typing import TYPE_CHECKING, Any
+
+from .patches import MethodPatches
 
 if TYPE_CHECKING:
     from .capture import LLMCapture
@@ -32,40 +33,32 @@ class ReplayPatch:
 
     def __init__(self, capture: LLMCapture) -> None:
         self._capture = capture
-        self._patched: tuple[type, Any] | None = None
+        self._patches = MethodPatches(_MARK)
 
     @property
     def installed(self) -> bool:
-        return self._patched is not None
+        return bool(self._patches)
 
     def install(self) -> bool:
         """Patch vcrpy if it is imported; True when patched (now or before)."""
-        if self._patched is not None:
+        if self._patches:
             return True
         module = sys.modules.get("vcr.cassette")
         cls = getattr(module, "Cassette", None) if module is not None else None
-        original = cls.__dict__.get("play_response") if isinstance(cls, type) else None
-        if cls is None or original is None:
+        if not isinstance(cls, type):
             return False
         capture = self._capture
 
-        @functools.wraps(original)
-        def play_response(cassette: Any, request: Any) -> Any:
-            response = original(cassette, request)
-            capture.note_replayed()
-            return response
+        def make(original: Any) -> Any:
+            def play_response(cassette: Any, request: Any) -> Any:
+                response = original(cassette, request)
+                capture.note_replayed()
+                return response
 
-        setattr(play_response, _MARK, original)
-        setattr(cls, "play_response", play_response)  # noqa: B010
-        self._patched = (cls, original)
-        return True
+            return play_response
+
+        return self._patches.patch(cls, "play_response", make)
 
     def uninstall(self) -> None:
         """Restore the original (only where our wrapper is still the installed one)."""
-        if self._patched is None:
-            return
-        cls, original = self._patched
-        self._patched = None
-        current = cls.__dict__.get("play_response")
-        if getattr(current, _MARK, None) is original:
-            setattr(cls, "play_response", original)  # noqa: B010
+        self._patches.restore()

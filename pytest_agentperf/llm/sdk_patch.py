@@ -28,7 +28,6 @@ The SDK modules are only ever taken from ``sys.modules``: nothing here imports a
 from __future__ import annotations
 
 import contextvars
-import functools
 import inspect
 import sys
 import weakref
@@ -38,6 +37,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from ._pending import PendingCall
 from .calls import _AGENT
 from .limits import BudgetExceeded, admit, check_stream, current_scopes
+from .patches import MethodPatches
 
 if TYPE_CHECKING:
     from .capture import LLMCapture
@@ -89,7 +89,7 @@ class SDKPatch:
     def __init__(self, adapter: SDKAdapter, capture: LLMCapture) -> None:
         self.adapter = adapter
         self._capture = capture
-        self._originals: list[tuple[type, str, Any]] = []
+        self._patches = MethodPatches(_MARK)
         self._stream_types: tuple[type, ...] = ()
         self._async_stream_types: tuple[type, ...] = ()
         self._response_types: tuple[type, ...] = ()
@@ -111,7 +111,7 @@ class SDKPatch:
 
     @property
     def installed(self) -> bool:
-        return bool(self._originals)
+        return bool(self._patches)
 
     def started_call(self) -> PendingCall | None:
         """The call ``_build_request`` last started in this context, when not finished."""
@@ -120,7 +120,7 @@ class SDKPatch:
 
     def install(self) -> bool:
         """Patch the SDK if it is imported; True when patched (now or before)."""
-        if self._originals:
+        if self._patches:
             return True
         pkg = self.adapter.package
         modules = sys.modules
@@ -165,21 +165,10 @@ class SDKPatch:
 
     def uninstall(self) -> None:
         """Restore the originals (only where our wrapper is still the installed one)."""
-        for cls, name, original in reversed(self._originals):
-            current = cls.__dict__.get(name)
-            if getattr(current, _MARK, None) is original:
-                setattr(cls, name, original)
-        self._originals.clear()
+        self._patches.restore()
 
     def _patch(self, cls: type, name: str, make: Callable[[Any], Any]) -> None:
-        original = cls.__dict__.get(name)
-        if original is None:
-            return
-        wrapper = make(original)
-        functools.update_wrapper(wrapper, original)
-        setattr(wrapper, _MARK, original)
-        setattr(cls, name, wrapper)
-        self._originals.append((cls, name, original))
+        self._patches.patch(cls, name, make)
 
     # -- start of a call ---------------------------------------------------------------
     def _classify(self, options: Any) -> str | None:

@@ -50,6 +50,9 @@ __all__ = [
 
 MemoryMethod = Literal["faults", "hwm", "sample", "tracemalloc", "off"]
 MiB = 1024 * 1024
+if sys.platform != "win32":
+    from resource import RUSAGE_SELF as _RUSAGE_SELF
+    from resource import getrusage as _getrusage
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
@@ -103,24 +106,45 @@ def _reset_hwm() -> None:
 class ProcFiles:
     """``/proc/self`` files opened once and read with ``pread``: no ``open()`` per test.
 
+    ``clear_refs``: also open ``/proc/self/clear_refs`` for writing and reset the peak
+    (the ``hwm`` method); the ``faults`` method only reads.  A process forked from the
+    one that opened them (a test run in a forked child) opens its own on its first read.
     Linux only; raises ``OSError`` where the files are missing or read-only.
     """
 
-    def __init__(self) -> None:
-        self._statm = os.open("/proc/self/statm", os.O_RDONLY)
-        self._status = os.open("/proc/self/status", os.O_RDONLY)
+    def __init__(self, clear_refs: bool = True) -> None:
+        self._with_clear_refs = clear_refs
+        self._pid = -1
+        self._statm: int | None = None
+        self._status: int | None = None
+        self._clear_refs: int | None = None
+        self._open()
+        if clear_refs:
+            self.reset_peak()
+        self.peak_bytes()
+
+    def _open(self) -> None:
+        self.close()
         try:
-            self._clear_refs = os.open("/proc/self/clear_refs", os.O_WRONLY)
+            self._statm = os.open("/proc/self/statm", os.O_RDONLY)
+            self._status = os.open("/proc/self/status", os.O_RDONLY)
+            if self._with_clear_refs:
+                self._clear_refs = os.open("/proc/self/clear_refs", os.O_WRONLY)
         except OSError:
             self.close()
             raise
-        self.reset_peak()
-        self.peak_bytes()
+        self._pid = os.getpid()
 
     def rss_bytes(self) -> int:
+        if self._pid != os.getpid() or self._statm is None:
+            self._open()
+        assert self._statm is not None
         return int(os.pread(self._statm, 256, 0).split()[1]) * _PAGE
 
     def peak_bytes(self) -> int:
+        if self._pid != os.getpid() or self._status is None:
+            self._open()
+        assert self._status is not None
         text = os.pread(self._status, 16384, 0)
         start = text.find(b"VmHWM:")
         if start < 0:
@@ -128,6 +152,10 @@ class ProcFiles:
         return int(text[start + 6 : text.index(b"kB", start)]) * 1024
 
     def reset_peak(self) -> None:
+        if self._pid != os.getpid() or self._clear_refs is None:
+            self._open()
+        if self._clear_refs is None:
+            raise OSError("/proc/self/clear_refs was not opened (ProcFiles(clear_refs=False))")
         os.write(self._clear_refs, b"5")
 
     def close(self) -> None:
@@ -191,9 +219,7 @@ def best_memory_method() -> MemoryMethod:
 
 
 def _faulted_pages() -> int:
-    import resource
-
-    usage = resource.getrusage(resource.RUSAGE_SELF)
+    usage = _getrusage(_RUSAGE_SELF)
     return int(usage.ru_minflt + usage.ru_majflt)
 
 
@@ -219,8 +245,8 @@ class _Sampler(threading.Thread):
 class MemoryProbe:
     """Measure the peak memory added by a block: ``start()`` then ``stop()``.
 
-    For ``hwm``, pass the session's :class:`ProcFiles` to avoid opening the
-    ``/proc`` files on every probe.
+    For ``hwm`` and ``faults``, pass the session's :class:`ProcFiles` to avoid opening
+    the ``/proc`` files on every probe (``ProcFiles(clear_refs=False)`` for ``faults``).
     """
 
     def __init__(
@@ -242,8 +268,13 @@ class MemoryProbe:
             glibc = Glibc.load()
             if glibc is not None:
                 glibc.trim()
-            self._hwm = _read_hwm_bytes()
-            self._start = rss_bytes()
+            proc = self._proc
+            if proc is not None:
+                self._hwm = proc.peak_bytes()
+                self._start = proc.rss_bytes()
+            else:
+                self._hwm = _read_hwm_bytes()
+                self._start = rss_bytes()
             self._faults = _faulted_pages()
         elif method == "hwm":
             if self._proc is not None:
@@ -271,8 +302,13 @@ class MemoryProbe:
             return None
         if method == "faults":
             touched = (_faulted_pages() - self._faults) * _PAGE
-            end = rss_bytes()
-            hwm = _read_hwm_bytes()
+            proc = self._proc
+            if proc is not None:
+                end = proc.rss_bytes()
+                hwm = proc.peak_bytes()
+            else:
+                end = rss_bytes()
+                hwm = _read_hwm_bytes()
             if hwm > self._hwm:  # the block set the process's peak: exact
                 added = hwm - self._start
             else:  # at most what it touched, at most the process's peak

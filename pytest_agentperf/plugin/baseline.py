@@ -29,7 +29,7 @@ import pytest
 from .. import __version__
 from ..history import DEFAULT_HISTORY_PATH, display_target, is_url
 from ..report import ReportError, build_report, load_report
-from ..units import fmt_change, fmt_p, fmt_value
+from ..units import fmt_change, fmt_value
 from .environment import session_environment
 from .terminal import safe_text
 
@@ -540,18 +540,11 @@ class RegressionPlugin:
 
 
 def _describe(m: Mapping[str, Any]) -> str:
-    unit = str(m.get("unit", ""))
-    change = m.get("change")
-    ev = m.get("evidence") or {}
-    evidence = (f"Mann-Whitney p={fmt_p(ev['p_value'])}" if "p_value" in ev
-                else str(ev.get("method", "")))
-    if "n_baseline" in ev and "n_current" in ev:
-        evidence += f", n={ev['n_baseline']}/{ev['n_current']}"
-    if ev.get("note"):
-        evidence += f", {ev['note']}"
-    return (f"{m.get('metric')} {fmt_value(m.get('baseline'), unit)} -> "
-            f"{fmt_value(m.get('current'), unit)} ({fmt_change(change)}, "
-            f"tolerance {float(m.get('tolerance', 0)) * 100:g}%; {evidence})")
+    """A regression/improvement line from a report entry's metric: the comparison's own
+    :meth:`~pytest_agentperf.compare.MetricComparison.describe`, as the failure message."""
+    from ..compare import MetricComparison
+
+    return MetricComparison.from_dict(m).describe()
 
 
 def _describe_drift(d: Mapping[str, Any]) -> str:

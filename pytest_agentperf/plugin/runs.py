@@ -19,11 +19,14 @@ import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from ..reportdata import number
+
+if TYPE_CHECKING:
+    from ..record import TestRecord
 
 __all__ = ["MARKER", "RUN_KEY", "RunPlan", "RunState", "RunsPlugin", "parse_runs_option"]
 
@@ -117,6 +120,8 @@ class RunState:
         self.durations: list[float] = []
         self._latency: Any = None  # a TestRecord pooling the latency samples
         self.failed_run: int | None = None
+        #: the test's (budget, scoped budgets), resolved once in its first run
+        self.budget: tuple[dict[str, float] | None, dict[str, dict[str, float]]] | None = None
 
     def begin(self, index: int) -> None:
         self.index = index
@@ -136,15 +141,16 @@ class RunState:
         if not rep.passed:
             self.final = True
 
-    def end_call(self, record: Any, entry: dict[str, Any],
-                 rep: pytest.TestReport) -> dict[str, Any] | None:
-        """Take one run's measurements; the pooled entry when this run is the last one."""
+    def end_call(self, record: TestRecord, rep: pytest.TestReport) -> dict[str, Any] | None:
+        """Take one run's measurements (``record``: its ``TestRecord``); the pooled entry
+        when this run is the last one."""
         if not rep.passed:
             self.final = True
             if rep.failed:
                 self.failed_run = self.index
         if not self.warming_up:
-            self._add(record, entry)
+            # the run's latency goes into the pool (_add), not into its own entry
+            self._add(record, record.to_dict(latency=False))
             max_time = self.plan.max_time
             if (not self.final and max_time is not None and len(self.entries) >= 2
                     and self.clock() - self.started >= max_time):
@@ -152,9 +158,9 @@ class RunState:
                 self.stopped = f"max_time {max_time:g} s reached"
         if not self.final:
             return None
-        return self.pooled(entry)
+        return self.pooled(record)
 
-    def _add(self, record: Any, entry: dict[str, Any]) -> None:
+    def _add(self, record: TestRecord, entry: dict[str, Any]) -> None:
         from ..record import TestRecord
 
         if self._latency is None:
@@ -173,12 +179,12 @@ class RunState:
         if record.call_duration_s is not None and len(self.durations) < MAX_LISTED_RUNS:
             self.durations.append(record.call_duration_s)
 
-    def pooled(self, last: dict[str, Any]) -> dict[str, Any]:
-        """One entry for all measured runs (``last``: the last run's own entry)."""
+    def pooled(self, last: TestRecord) -> dict[str, Any]:
+        """One entry for all measured runs (``last``: the last run's ``TestRecord``)."""
         from ..merge import merge_entries
 
-        if not self.entries:  # stopped during warm-up
-            out = dict(last)
+        if not self.entries:  # stopped during warm-up: that run's own entry
+            out = last.to_dict()
         else:
             out = merge_entries(self.entries, sessions=False)
             out.pop("merged", None)

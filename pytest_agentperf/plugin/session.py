@@ -96,9 +96,15 @@ class PerfSession:
         self.llm = LLMProbe(settings.llm_prices, settings.llm_pricer)
         if not disabled:  # --perf-disable: no capture, nothing patched
             self.llm.install()
+        #: /proc/self files opened once (a test, a run of perf_runs, reads them with pread)
         self._proc: ProcFiles | None = None
         if settings.memory_method == "hwm":
             self._proc = ProcFiles()
+        elif settings.memory_method == "faults":
+            try:
+                self._proc = ProcFiles(clear_refs=False)
+            except OSError:  # each probe opens the files itself
+                self._proc = None
         self._snapshot_interval = SNAPSHOT_INTERVAL
         #: entries added so far / when the last write was built: unequal = unwritten tests
         self._added = 0
@@ -167,6 +173,12 @@ class PerfSession:
             from ..llm.limits import from_call_pricer
 
             record.llm_pricer = from_call_pricer(self.llm.pricer)
+        runs = item.stash.get(RUN_KEY, None)
+        if runs is not None and runs.budget is not None:  # resolved in the first run
+            budget, scopes = runs.budget
+            record.budget = None if budget is None else dict(budget)
+            record.scopes = scopes
+            return record
         error = None
         try:
             record.budget = self.resolve_budget(item)
@@ -175,6 +187,8 @@ class PerfSession:
             error = str(exc)
         if error is not None:
             pytest.fail(error, pytrace=False)
+        if runs is not None:
+            runs.budget = (record.budget, record.scopes)
         return record
 
     # -- per-test measurement (runs where the test runs) --------------------------
@@ -182,9 +196,8 @@ class PerfSession:
     def pytest_runtest_setup(self, item: pytest.Item) -> None:
         # A plain impl, not a wrapper: raising here (bad marker) stops the
         # fixtures from being set up while every wrapper still completes.
-        if item.get_closest_marker(MARKER) is not None or "perf_record" in getattr(
-            item, "fixturenames", ()
-        ) or RUN_KEY in item.stash:
+        if RUN_KEY in item.stash or item.get_closest_marker(MARKER) is not None or (
+                "perf_record" in getattr(item, "fixturenames", ())):
             self.start_record(item)
 
     @pytest.hookimpl(wrapper=True, trylast=True)
@@ -289,13 +302,14 @@ class PerfSession:
         for text in problems:
             record.add_finding("plugin_error", text)
             rep.sections.append(("agentperf", text))
-        entry = self._entry(record)
         runs = item.stash.get(RUN_KEY, None)
         if runs is not None:  # a repeated test: judged once, on all its runs
-            pooled = runs.end_call(record, entry, rep)
+            pooled = runs.end_call(record, rep)
             if pooled is None:
                 return
             entry = pooled
+        else:
+            entry = self._entry(record)
         # limits only the ini option set apply where the test has such a figure at all
         marked = {key for mark in item.iter_markers(MARKER) for key in mark.kwargs}
         violations = check_budget(record.budget or {}, entry,

@@ -55,7 +55,15 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ..histogram import NS_PER_S, FastHdr, LatencyHistogram, clamp_ns, new_hdr, percentile
+from ..histogram import (
+    HDR_HIGHEST_NS,
+    NS_PER_S,
+    FastHdr,
+    LatencyHistogram,
+    clamp_ns,
+    new_hdr,
+    percentile,
+)
 from ..stats import SampleSet
 
 if TYPE_CHECKING:
@@ -73,6 +81,9 @@ _OTHER_ERRORS = "<other>"
 _DISPATCH_BATCH = 64
 # Latencies of one second of the timeline kept exactly before they go into a histogram.
 _TIMELINE_EXACT = 4096
+#: the request ids of an open-model arrival: one request, ``test_func(k, 0)``
+_ONE = range(1)
+_NEVER = 1 << 63
 
 
 class _Unset:
@@ -113,64 +124,85 @@ class _ErrorTable:
 
 
 class _Timeline:
-    """Per-second counts and p95 by completion time.
+    """Per-second counts and p95 by completion time, and the run's histogram fed in batches.
 
-    A second's latencies are kept as a plain list (one append per request) and its p95
-    computed exactly when the second closes; past ``_TIMELINE_EXACT`` requests in one
-    second they go into a reused HDR histogram instead (2 significant digits, within 1 %),
-    so memory stays bounded whatever the rate.
+    A request's latency is appended to the current second's list, its one write per
+    request.  When the second closes, the list goes into the run's histogram in one batch
+    (:meth:`~pytest_agentperf.histogram.LatencyHistogram.record_many_ns`) and its p95 is
+    computed exactly from it; past ``_TIMELINE_EXACT`` requests in one second the list is
+    folded early, into the histogram and into a reused per-second HDR histogram (2
+    significant digits, within 1 %), so memory stays bounded whatever the rate.
+    :meth:`fold` brings the histogram up to date mid-second (progress snapshots).
     """
 
-    __slots__ = ("_errors", "_fast", "_lat", "_requests", "_sec", "_t0", "entries")
+    __slots__ = ("_errors", "_fast", "_folded", "_hist", "_requests", "_sec", "_t0",
+                 "entries", "lat", "next_ns")
 
-    def __init__(self, t0_ns: int) -> None:
+    def __init__(self, t0_ns: int, histogram: LatencyHistogram) -> None:
         self._t0 = t0_ns
+        self._hist = histogram
         self._sec = 0
-        self._requests = 0
+        #: completions from this time on belong to a later second: ``roll`` first
+        self.next_ns = t0_ns + NS_PER_S
+        self._requests = 0  # failures and spilled successes of this second
         self._errors = 0
-        self._lat: list[int] = []
+        #: this second's latencies (ns, clamped) not yet spilled; the first ``_folded``
+        #: of them are in the histogram already
+        self.lat: list[int] = []
+        self._folded = 0
         self._fast: FastHdr | None = None
         self.entries: list[dict[str, Any]] = []
 
-    def add(self, end_ns: int, latency_ns: int | None) -> None:
-        if (end_ns - self._t0) // NS_PER_S != self._sec:
-            self._flush(max(0, (end_ns - self._t0) // NS_PER_S))
+    def error(self) -> None:
         self._requests += 1
-        if latency_ns is None:
-            self._errors += 1
-        else:
-            lat = self._lat
-            lat.append(latency_ns)
-            if len(lat) >= _TIMELINE_EXACT:
-                self._spill()
+        self._errors += 1
 
-    def _spill(self) -> None:
+    def fold(self) -> None:
+        """Put this second's latencies so far into the run's histogram."""
+        lat = self.lat
+        if len(lat) > self._folded:
+            self._hist.record_many_ns(lat[self._folded:])
+            self._folded = len(lat)
+
+    def spill(self) -> None:
+        """This second has too many latencies to keep: into the histograms with them."""
+        self.fold()
         if self._fast is None:
             self._fast = FastHdr(new_hdr(lowest_ns=1000, digits=2))
-        self._fast.record_many([max(1000, v) for v in self._lat])
-        self._lat = []
+        self._fast.record_many([max(1000, v) for v in self.lat])
+        self._requests += len(self.lat)
+        self.lat = []
+        self._folded = 0
+
+    def roll(self, end_ns: int) -> None:
+        """A completion at ``end_ns`` is past the current second: close the seconds before."""
+        self._flush(max(0, (end_ns - self._t0) // NS_PER_S))
 
     def _flush(self, new_sec: int) -> None:
         p95: float | None = None
         fast = self._fast
         if fast is not None and fast.n:
-            self._spill()
+            self.spill()
             hist = fast.sync()
             p95 = hist.get_value_at_percentile(95.0) / NS_PER_S
             hist.reset()
-        elif self._lat:
-            p95 = percentile(sorted(self._lat), 95) / NS_PER_S
-            self._lat = []
+        elif self.lat:
+            self.fold()
+            p95 = percentile(sorted(self.lat), 95) / NS_PER_S
+        requests = self._requests + len(self.lat)
         self.entries.append(
-            {"t": self._sec, "requests": self._requests, "errors": self._errors, "p95": p95}
+            {"t": self._sec, "requests": requests, "errors": self._errors, "p95": p95}
         )
         for gap in range(self._sec + 1, new_sec):
             self.entries.append({"t": gap, "requests": 0, "errors": 0, "p95": None})
         self._sec = new_sec
+        self.next_ns = self._t0 + (new_sec + 1) * NS_PER_S
         self._requests = self._errors = 0
+        self.lat = []
+        self._folded = 0
 
     def close(self) -> None:
-        if self._requests or not self.entries:
+        if self._requests or self.lat or not self.entries:
             self._flush(self._sec + 1)
         self._fast = None
 
@@ -187,7 +219,7 @@ class LoadRun:
         self.histogram = LatencyHistogram()
         self.start_lag = LatencyHistogram() if model == "open" else None
         self.errors = _ErrorTable()
-        self.timeline = _Timeline(self.t0_ns)
+        self.timeline = _Timeline(self.t0_ns, self.histogram)
         self.succeeded = 0
         self.failed = 0
         self.in_flight = 0
@@ -207,32 +239,50 @@ class LoadRun:
         self.w1_ns: int | None = None
         self._w0_count: int | None = None
         self._w1_count: int | None = None
+        #: the next completion time at which the window counts need a look
+        self._check_ns = 0
         self._finished = False
 
     # -- recording -----------------------------------------------------------
     def _completed(self, end_ns: int) -> None:
+        """Count the completions before each end of the steady window; called only once
+        a completion reaches ``_check_ns`` (one comparison per request otherwise)."""
         done = self.succeeded + self.failed
         if self._w0_count is None and end_ns >= self.w0_ns:
             self._w0_count = done
         if self._w1_count is None and self.w1_ns is not None and end_ns > self.w1_ns:
             self._w1_count = done
-        self.last_completion_ns = end_ns
+        if self._w0_count is None:
+            self._check_ns = self.w0_ns
+        elif self._w1_count is None and self.w1_ns is not None:
+            self._check_ns = self.w1_ns + 1
+        else:  # closed model: close_window counts the window's end itself
+            self._check_ns = _NEVER
 
     def record_success(self, end_ns: int, latency_ns: int) -> None:
-        if self._w0_count is None or self._w1_count is None:
+        if end_ns >= self._check_ns:
             self._completed(end_ns)
-        else:
-            self.last_completion_ns = end_ns
+        self.last_completion_ns = end_ns
         self.succeeded += 1
-        latency_ns = clamp_ns(latency_ns)
-        self.histogram.record_ns(latency_ns)  # the one histogram record of a request
-        self.timeline.add(end_ns, latency_ns)
+        timeline = self.timeline
+        if end_ns >= timeline.next_ns:
+            timeline.roll(end_ns)
+        # the one record of a request: its second's list, which feeds the histogram
+        lat = timeline.lat
+        lat.append(latency_ns if 0 < latency_ns <= HDR_HIGHEST_NS else clamp_ns(latency_ns))
+        if len(lat) >= _TIMELINE_EXACT:
+            timeline.spill()
 
     def record_failure(self, end_ns: int, exc: BaseException) -> None:
-        self._completed(end_ns)
+        if end_ns >= self._check_ns:
+            self._completed(end_ns)
+        self.last_completion_ns = end_ns
         self.failed += 1
         self.errors.add(exc, self.timeout)
-        self.timeline.add(end_ns, None)
+        timeline = self.timeline
+        if end_ns >= timeline.next_ns:
+            timeline.roll(end_ns)
+        timeline.error()
 
     def close_window(self, end_ns: int) -> None:
         """Mark the end of the steady window now (closed model: first user done)."""
@@ -268,6 +318,7 @@ class LoadRun:
 
     def snapshot(self, now_ns: int, rps: float) -> dict[str, Any]:
         """Progress snapshot: elapsed_s, requests, rps, errors, p95_s, in_flight..."""
+        self.timeline.fold()
         hist = self.histogram
         return {
             "model": self.model,
@@ -515,7 +566,7 @@ class LoadTester:
                 if lag > late_ns:
                     run.late_starts += 1
                 fut = asyncio.ensure_future(
-                    _one_request(run, test_func, k, 0, intended, req_timeout, sem)
+                    _requests(run, test_func, k, _ONE, req_timeout, intended, sem)
                 )
                 live.add(fut)
                 fut.add_done_callback(live.discard)
@@ -608,9 +659,8 @@ class LoadTester:
         """The successful requests' latencies (s) of every run so far as a new
         ``stats.SampleSet``, ready for ``SampleSet.merge``.
 
-        Exact values while the runs recorded at most 1024 in all; past that the
-        histogram's values (0.1 % resolution) are replayed, O(requests) — a
-        ``SampleSet`` method taking an HDR histogram would make it O(buckets).
+        Exact values while the runs recorded at most 1024 in all; past that the set is
+        built from the histogram's counts (0.1 % resolution), O(buckets), not O(requests).
         """
         return SampleSet.from_histogram(self._merged)
 
@@ -632,79 +682,53 @@ def _check_timeout(timeout: float | None) -> None:
         raise ValueError("timeout must be > 0 or None")
 
 
-async def _one_request(
-    run: LoadRun,
-    test_func: TestFunc,
-    user_id: int,
-    request_id: int,
-    intended_ns: int | None,
-    timeout: float | None,
-    sem: asyncio.Semaphore | None = None,
-) -> None:
-    """Run one request, record it; latency from ``intended_ns`` when given."""
-    run.in_flight += 1
-    start = time.perf_counter_ns() if intended_ns is None else intended_ns
-    try:
-        if timeout is None:
-            await test_func(user_id, request_id)
-        elif sys.version_info >= (3, 11):
-            async with asyncio.timeout(timeout):
-                await test_func(user_id, request_id)
-        else:  # pragma: no cover - Python 3.10
-            await asyncio.wait_for(test_func(user_id, request_id), timeout)
-    except asyncio.CancelledError as exc:
-        if run.stopping or _being_cancelled():
-            run.unfinished += 1
-            raise
-        # test_func raised CancelledError itself (e.g. an awaited future it did not
-        # own was cancelled): the request failed; the user goes on with its next one
-        run.cancelled_requests += 1
-        run.record_failure(time.perf_counter_ns(), exc)
-    except Exception as exc:
-        run.record_failure(time.perf_counter_ns(), exc)
-    else:
-        end = time.perf_counter_ns()
-        run.record_success(end, end - start)
-    finally:
-        run.in_flight -= 1
-        if sem is not None:
-            sem.release()
-
-
 async def _requests(
     run: LoadRun,
     test_func: TestFunc,
     user_id: int,
     request_ids: range,
     timeout: float | None,
+    intended_ns: int | None = None,
+    sem: asyncio.Semaphore | None = None,
 ) -> None:
-    """One closed-model user's requests in turn: what ``_one_request`` does for each,
-    without a coroutine per request (the loop's own cost is per request)."""
+    """Run requests in turn and record each: the one place a request is run and settled.
+
+    A closed-model user runs all its requests in this one coroutine (no coroutine per
+    request: the loop's own cost is per request); an open-model arrival is one call with
+    one request, timed from ``intended_ns`` (its intended start) and releasing ``sem``.
+    A ``CancelledError`` raised by ``test_func`` itself fails that request and the user
+    goes on; the run stopping (or the task being cancelled) leaves it ``unfinished``.
+    """
     clock = time.perf_counter_ns
-    for request_id in request_ids:
-        run.in_flight += 1
-        start = clock()
-        try:
-            if timeout is None:
-                await test_func(user_id, request_id)
-            elif sys.version_info >= (3, 11):
-                async with asyncio.timeout(timeout):
+    try:
+        for request_id in request_ids:
+            run.in_flight += 1
+            start = clock() if intended_ns is None else intended_ns
+            try:
+                if timeout is None:
                     await test_func(user_id, request_id)
-            else:  # pragma: no cover - Python 3.10
-                await asyncio.wait_for(test_func(user_id, request_id), timeout)
-        except asyncio.CancelledError as exc:
-            if run.stopping or _being_cancelled():
-                run.unfinished += 1
-                raise
-            run.cancelled_requests += 1
-            run.record_failure(clock(), exc)
-        except Exception as exc:
-            run.record_failure(clock(), exc)
-        else:
-            end = clock()
-            run.record_success(end, end - start)
-        finally:
-            run.in_flight -= 1
+                elif sys.version_info >= (3, 11):
+                    async with asyncio.timeout(timeout):
+                        await test_func(user_id, request_id)
+                else:  # pragma: no cover - Python 3.10
+                    await asyncio.wait_for(test_func(user_id, request_id), timeout)
+            except asyncio.CancelledError as exc:
+                if run.stopping or _being_cancelled():
+                    run.unfinished += 1
+                    raise
+                # e.g. an awaited future the request did not own was cancelled
+                run.cancelled_requests += 1
+                run.record_failure(clock(), exc)
+            except Exception as exc:
+                run.record_failure(clock(), exc)
+            else:
+                end = clock()
+                run.record_success(end, end - start)
+            finally:
+                run.in_flight -= 1
+    finally:
+        if sem is not None:
+            sem.release()
 
 
 def _being_cancelled() -> bool:
