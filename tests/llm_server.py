@@ -176,15 +176,17 @@ async def chat_chunks(
 
 
 def response_object(
-    rid: str, model: str, status: str, text: str | None, usage: dict[str, Any] | None
+    rid: str, model: str, status: str, text: str | None, usage: dict[str, Any] | None,
+    item: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """A responses-API ``Response``; ``text`` None: no output yet."""
+    """A responses-API ``Response``; ``text`` None: no output yet; ``item``: the output item
+    (default: a message of ``text``)."""
     return {
         "id": rid, "object": "response", "created_at": 0, "model": model,
         "status": status, "parallel_tool_calls": True, "tool_choice": "auto",
         "tools": [], "metadata": {}, "error": None, "incomplete_details": None,
         "instructions": None, "temperature": 1.0, "top_p": 1.0,
-        "output": [] if text is None else [_message(text, "completed")],
+        "output": [] if text is None else [item or _message(text, "completed")],
         "usage": usage,
     }
 
@@ -198,10 +200,12 @@ def _message(text: str | None, status: str) -> dict[str, Any]:
 
 
 async def response_events(
-    rid: str, model: str, text: str, usage: dict[str, Any] | None, delay: float = 0.0
+    rid: str, model: str, text: str, usage: dict[str, Any] | None, delay: float = 0.0,
+    item: dict[str, Any] | None = None,
 ) -> AsyncIterator[tuple[str | None, Any]]:
     """A responses-API stream of ``text`` (a word a delta), ending in ``response.completed``
-    with ``usage``."""
+    with ``usage``; ``item``: the output item (default: a message of ``text``)."""
+    done = item or _message(text, "completed")
     started = response_object(rid, model, "in_progress", None, None)
     part = {"type": "output_text", "text": "", "annotations": []}
     where = {"item_id": "msg_1", "output_index": 0, "content_index": 0}
@@ -209,16 +213,15 @@ async def response_events(
         {"type": "response.created", "response": started},
         {"type": "response.in_progress", "response": started},
         {"type": "response.output_item.added", "output_index": 0,
-         "item": _message(None, "in_progress")},
+         "item": {**done, "status": "in_progress", "content": []}},
         {"type": "response.content_part.added", **where, "part": part},
     ]
     tail: list[dict[str, Any]] = [
         {"type": "response.output_text.done", **where, "text": text, "logprobs": []},
         {"type": "response.content_part.done", **where, "part": {**part, "text": text}},
-        {"type": "response.output_item.done", "output_index": 0,
-         "item": _message(text, "completed")},
+        {"type": "response.output_item.done", "output_index": 0, "item": done},
         {"type": "response.completed",
-         "response": response_object(rid, model, "completed", text, usage)},
+         "response": response_object(rid, model, "completed", text, usage, item)},
     ]
     seq = 0
     for ev in head:

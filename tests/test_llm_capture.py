@@ -519,8 +519,9 @@ def test_aggregate_sections() -> None:
 
 
 def test_finished_call_carries_every_field_of_the_pending_one() -> None:
-    """``PendingCall.finish`` builds the ``LLMCall`` positionally (it is on every call's path):
-    each field must land where it belongs."""
+    """``PendingCall.finish`` builds the ``LLMCall`` from a dict of its fields, without the
+    dataclass ``__init__`` (it is on every call's path): every field must be there, each
+    where it belongs, and the call must be the one ``LLMCall(**fields)`` makes."""
     import dataclasses
 
     from pytest_agentperf.llm._pending import PendingCall
@@ -528,20 +529,50 @@ def test_finished_call_carries_every_field_of_the_pending_one() -> None:
     got: list[LLMCall] = []
     pending = PendingCall(got.append, "prov", "chat", "model-a", "agent-a", retries=5)
     values = {"prompt_tokens": 11, "completion_tokens": 12, "total_tokens": 23,
-              "cached_tokens": 13, "reasoning_tokens": 14, "ttft_s": 0.5, "streamed": True,
-              "error": "Boom", "response_model": "model-b", "response_id": "rid-1",
-              "replayed": True}
+              "cached_tokens": 13, "cache_write_tokens": 7, "reasoning_tokens": 14,
+              "ttft_s": 0.5, "streamed": True, "error": "Boom", "response_model": "model-b",
+              "response_id": "rid-1", "replayed": True}
     for name, value in values.items():
         setattr(pending, name, value)
+    with agent_scope("judge", budgeted=False):
+        pending.budgeted = PendingCall(got.append, "p", "chat", None, None).budgeted
     pending.finish()
     call = got[0]
-    skip = {"latency_s", "replaces", "cache_write_tokens", "budgeted"}
-    assert {f.name for f in dataclasses.fields(LLMCall)} - skip - set(values) == {
-        "provider", "model", "operation", "agent", "retries", "source"}
+    assert list(vars(call)) == [f.name for f in dataclasses.fields(LLMCall)]
     assert {k: getattr(call, k) for k in values} == values
     assert (call.provider, call.model, call.operation, call.agent, call.retries,
-            call.source, call.replaces) == ("prov", "model-a", "chat", "agent-a", 5, "sdk", None)
+            call.source, call.replaces, call.budgeted) == (
+        "prov", "model-a", "chat", "agent-a", 5, "sdk", None, False)
     assert 0 <= call.latency_s < 60
+    assert call == LLMCall(**vars(call)) and hash(call) == hash(LLMCall(**vars(call)))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        call.model = "x"  # type: ignore[misc]
+    assert dataclasses.replace(call, model="x").model == "x"
+
+
+def test_stats_folds_queued_calls_in_order_before_any_figure_is_read() -> None:
+    """``LLMStats.add`` queues the call (the captured call pays an append); every reader
+    folds the queue first, corrections after the calls they correct, and the queue is
+    bounded."""
+    import dataclasses
+
+    from pytest_agentperf.llm import summary
+
+    stats = LLMStats()
+    first = _call("m", None, None)
+    stats.add(first)
+    stats.add(dataclasses.replace(first, prompt_tokens=3, completion_tokens=2,
+                                  total_tokens=5, replaces=first))
+    assert stats.calls == 1 and stats.unknown_calls == 0
+    assert stats.report_section()["tokens"]["total"] == 5
+    for _ in range(summary._BATCH + 3):
+        stats.add(_call("m", 1, 1))
+        assert len(stats._queue) < summary._BATCH
+    assert stats.per_model_tokens()["m"][0] == 3 + summary._BATCH + 3
+    assert stats.operation_samples()["llm:m"].latency.summary()["count"] == summary._BATCH + 4
+    judge = dataclasses.replace(_call("m", 2, 2), budgeted=False)
+    stats.add(judge)
+    assert stats.unbudgeted is not None and stats.unbudgeted.calls == 1
 
 
 def test_stats_is_a_thread_safe_sink() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from .calls import CallSink, LLMCall, current_budgeted
+from .calls import _UNBUDGETED, CallSink, LLMCall, call_from_fields
 from .limits import LimitScope, account
 
 __all__ = ["PendingCall"]
@@ -41,7 +41,7 @@ class PendingCall:
         self.model = model
         self.agent = agent
         #: read where the call starts (the caller's context)
-        self.budgeted = current_budgeted()
+        self.budgeted = not _UNBUDGETED.get()
         self.prompt_tokens: int | None = None
         self.completion_tokens: int | None = None
         self.total_tokens: int | None = None
@@ -107,29 +107,30 @@ class PendingCall:
             return
         self.done = True
         latency = time.perf_counter() - self._t0
-        model = self.model or self.response_model or "unknown"
-        call = LLMCall(
-            provider=self.provider,
-            model=model,
-            operation=self.operation,
-            latency_s=latency,
-            agent=self.agent,
-            prompt_tokens=self.prompt_tokens,
-            completion_tokens=self.completion_tokens,
-            total_tokens=self.total_tokens,
-            cached_tokens=self.cached_tokens,
-            cache_write_tokens=self.cache_write_tokens,
-            reasoning_tokens=self.reasoning_tokens,
-            ttft_s=self.ttft_s,
-            streamed=self.streamed,
-            error=self.error,
-            retries=self.retries,
-            response_model=self.response_model,
-            response_id=self.response_id,
-            source="sdk",
-            replayed=self.replayed,
-            budgeted=self.budgeted,
-        )
+        # every field of LLMCall (tests/test_llm_capture.py checks that none is missing)
+        call = call_from_fields({
+            "provider": self.provider,
+            "model": self.model or self.response_model or "unknown",
+            "operation": self.operation,
+            "latency_s": latency,
+            "agent": self.agent,
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.total_tokens,
+            "cached_tokens": self.cached_tokens,
+            "cache_write_tokens": self.cache_write_tokens,
+            "reasoning_tokens": self.reasoning_tokens,
+            "ttft_s": self.ttft_s,
+            "streamed": self.streamed,
+            "error": self.error,
+            "retries": self.retries,
+            "response_model": self.response_model,
+            "response_id": self.response_id,
+            "source": "sdk",
+            "budgeted": self.budgeted,
+            "replayed": self.replayed,
+            "replaces": None,
+        })
         self.call = call
         if self.limits is not None:
             account(self.limits, call)

@@ -16,10 +16,8 @@ from ._pending import PendingCall
 __all__ = ["AnthropicAdapter"]
 
 
-def _int(obj: Any, name: str) -> int | None:
-    value = getattr(obj, name, None)
-    if type(value) is int:  # the common case, one check
-        return value
+def _clean(value: Any) -> int | None:
+    """A token count as reported: an int (not a bool), else unknown."""
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
@@ -51,7 +49,8 @@ class AnthropicAdapter:
     def read_item(self, pending: PendingCall, item: Any) -> None:
         kind = getattr(item, "type", None)
         if kind == "content_block_delta":
-            pending.first_content()
+            if pending.ttft_s is None:
+                pending.first_content()
         elif kind == "message_start":
             self.read_result(pending, getattr(item, "message", None))
         elif kind == "message_delta":
@@ -62,10 +61,19 @@ def _set(pending: PendingCall, usage: Any, previous: PendingCall | None) -> None
     """Set usage; ``previous`` (a stream's ``message_start`` values) fills null input fields."""
     if usage is None:
         return
-    output = _int(usage, "output_tokens")
-    inp = _int(usage, "input_tokens")
-    read = _int(usage, "cache_read_input_tokens")
-    write = _int(usage, "cache_creation_input_tokens")
+    # inline getattr with a type check per figure: this runs inside every captured call
+    output = getattr(usage, "output_tokens", None)
+    if type(output) is not int:
+        output = _clean(output)
+    inp = getattr(usage, "input_tokens", None)
+    if type(inp) is not int:
+        inp = _clean(inp)
+    read = getattr(usage, "cache_read_input_tokens", None)
+    if read is not None and type(read) is not int:
+        read = _clean(read)
+    write = getattr(usage, "cache_creation_input_tokens", None)
+    if write is not None and type(write) is not int:
+        write = _clean(write)
     if previous is not None and inp is None:
         prompt = previous.prompt_tokens
         cached = previous.cached_tokens if read is None else read
@@ -75,5 +83,5 @@ def _set(pending: PendingCall, usage: Any, previous: PendingCall | None) -> None
         cached = read
         written = write
     details = getattr(usage, "output_tokens_details", None)
-    reasoning = _int(details, "thinking_tokens") if details is not None else None
+    reasoning = None if details is None else _clean(getattr(details, "thinking_tokens", None))
     pending.set_usage(prompt, output, cached=cached, reasoning=reasoning, cache_write=written)

@@ -17,18 +17,6 @@ from ._pending import PendingCall
 __all__ = ["OpenAIAdapter"]
 
 
-def _int(obj: Any, name: str) -> int | None:
-    value = getattr(obj, name, None)
-    if type(value) is int:  # the common case, one check
-        return value
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-def _detail(obj: Any, details: str, name: str) -> int | None:
-    inner = getattr(obj, details, None)
-    return None if inner is None else _int(inner, name)
-
-
 def _path(options: Any) -> str:
     url = getattr(options, "url", "")
     if not isinstance(url, str):
@@ -106,26 +94,41 @@ class OpenAIAdapter:
             _read_usage(pending, usage)
 
 
-_CHAT_USAGE = ("completion_tokens", "prompt_tokens_details", "completion_tokens_details")
-_RESPONSES_USAGE = ("output_tokens", "input_tokens_details", "output_tokens_details")
+def _clean(value: Any) -> int | None:
+    """A token count as reported: an int (not a bool), else unknown."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def _read_usage(pending: PendingCall, usage: Any) -> None:
+    # inline getattr with a type check per figure: this runs inside every captured call
     if usage is None:
         return
-    prompt = _int(usage, "prompt_tokens")
+    prompt = getattr(usage, "prompt_tokens", None)
+    if type(prompt) is not int:
+        prompt = _clean(prompt)
     if prompt is not None:  # chat completions, embeddings
-        names = _CHAT_USAGE
+        completion = getattr(usage, "completion_tokens", None)
+        prompt_details = getattr(usage, "prompt_tokens_details", None)
+        completion_details = getattr(usage, "completion_tokens_details", None)
     else:  # responses API
-        prompt = _int(usage, "input_tokens")
-        if prompt is None:
-            return
-        names = _RESPONSES_USAGE
-    completion, prompt_details, completion_details = names
-    pending.set_usage(
-        prompt,
-        _int(usage, completion),
-        _detail(usage, prompt_details, "cached_tokens"),
-        _detail(usage, completion_details, "reasoning_tokens"),
-        _int(usage, "total_tokens"),
-    )
+        prompt = getattr(usage, "input_tokens", None)
+        if type(prompt) is not int:
+            prompt = _clean(prompt)
+            if prompt is None:
+                return
+        completion = getattr(usage, "output_tokens", None)
+        prompt_details = getattr(usage, "input_tokens_details", None)
+        completion_details = getattr(usage, "output_tokens_details", None)
+    if type(completion) is not int:
+        completion = _clean(completion)
+    cached = None if prompt_details is None else getattr(prompt_details, "cached_tokens", None)
+    if cached is not None and type(cached) is not int:
+        cached = _clean(cached)
+    reasoning = (None if completion_details is None
+                 else getattr(completion_details, "reasoning_tokens", None))
+    if reasoning is not None and type(reasoning) is not int:
+        reasoning = _clean(reasoning)
+    total = getattr(usage, "total_tokens", None)
+    if type(total) is not int:
+        total = _clean(total)
+    pending.set_usage(prompt, completion, cached, reasoning, total)

@@ -181,7 +181,10 @@ class _LazyStats:
         return stats
 
     def __call__(self, call: LLMCall) -> None:
-        self._get().add(call)
+        stats = self.stats  # made once: every call after the first goes straight through
+        if stats is None:
+            stats = self._get()
+        stats.add(call)
 
     def uncaptured(self, path: str) -> None:
         """An LLM API request that no captured call accounts for (seen at the HTTP layer)."""

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from ._pending import PendingCall
 from .calls import _AGENT
-from .limits import BudgetExceeded, admit, check_stream, current_scopes
+from .limits import _SCOPED, BudgetExceeded, admit, check_stream
 from .patches import MethodPatches
 
 if TYPE_CHECKING:
@@ -185,20 +185,26 @@ class SDKPatch:
             return self.adapter.classify(options)
 
     def _begin(self, options: Any) -> PendingCall | None:
+        # runs inside every SDK call: lookups inlined (the route, the request's model)
         capture = self._capture
         sink = capture.sink
         if sink is None or capture.inflight.get() is not None:
             return None
-        operation = self._classify(options)
+        try:
+            operation = self._routes[(options.method, options.url)]
+        except (KeyError, AttributeError, TypeError):
+            operation = self._classify(options)
         if operation is None:
             return None
         limits = capture.limits
-        scoped = current_scopes()
+        scoped = _SCOPED.get()
         if limits is not None or scoped is not None:
             scoped = admit(limits, scoped)  # a hard limit reached: raises, nothing is sent
+        data = getattr(options, "json_data", None)
+        model = data.get("model") if type(data) is dict else _request_model(options)
         pending = PendingCall(
-            sink, self._provider, operation, _request_model(options), _AGENT.get(),
-            self._note_sdk_call, self._retries_start,
+            sink, self._provider, operation, model if isinstance(model, str) else None,
+            _AGENT.get(), self._note_sdk_call, self._retries_start,
         )
         pending.limits = scoped
         processor = capture.span_processor

@@ -9,6 +9,7 @@ function of a list of calls.
 from __future__ import annotations
 
 import threading
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,6 +18,9 @@ from ..stats import SampleSet
 from .calls import LLMCall
 
 __all__ = ["LLMOperationSamples", "LLMStats", "Pricer", "aggregate_calls", "operation_samples"]
+
+#: calls queued by :meth:`LLMStats.add` before they are folded in (bounds the queue)
+_BATCH = 256
 
 #: USD of one call whose usage is known, ``None`` when its model has no price
 Pricer = Callable[[LLMCall], "float | None"]
@@ -35,7 +39,7 @@ _UNKNOWN = "unknown usage"
 _Price = float | str | None
 
 
-@dataclass
+@dataclass(slots=True)
 class _Counter:
     calls: int = 0
     prompt: int = 0
@@ -51,13 +55,16 @@ class _Counter:
 
     def add(self, call: LLMCall, price: _Price) -> None:
         self.calls += 1
+        total = call.total_tokens
+        if total is None:
+            self.unknown_calls += 1
+        else:
+            self.total += total
         self.prompt += call.prompt_tokens or 0
         self.completion += call.completion_tokens or 0
-        self.total += call.total_tokens or 0
         self.cached += call.cached_tokens or 0
-        if call.total_tokens is None:
-            self.unknown_calls += 1
-        self._cost(call, price, 1)
+        if price is not _UNKNOWN:
+            self._cost(call, price, 1)
         if self.latency is not None and not call.replayed:
             self.latency.add(call.latency_s)
 
@@ -119,6 +126,9 @@ class LLMStats:
         #: unbudgeted calls go to :attr:`unbudgeted` (False: this is that store)
         self._split = split
         self._lock = threading.Lock()
+        #: calls not folded in yet (:meth:`add`), and who folds them
+        self._queue: deque[LLMCall] = deque()
+        self._drain_lock = threading.Lock()
         self._all = _Counter()
         #: the calls made inside ``agent_scope(..., budgeted=False)``, kept apart
         self._unbudgeted: LLMStats | None = None
@@ -164,50 +174,89 @@ class LLMStats:
     @property
     def unbudgeted(self) -> LLMStats | None:
         """The calls made inside ``agent_scope(..., budgeted=False)``, if any."""
+        self._drain()
         return self._unbudgeted
 
     def add(self, call: LLMCall) -> None:
-        """Record one call (a call with ``replaces`` corrects the counts of an earlier one)."""
+        """Record one call (a call with ``replaces`` corrects the counts of an earlier one).
+
+        The call is queued and folded in later, in the order calls came: when any figure is
+        read (the plugin reads them after the test's call phase) or once ``_BATCH`` calls
+        are waiting.  The caller -- the SDK call being captured -- pays for an append only.
+        """
+        queue = self._queue
+        queue.append(call)
+        if len(queue) >= _BATCH:
+            self._drain()
+
+    __call__ = add
+
+    def _drain(self) -> None:
+        """Fold the queued calls in, in order (one thread at a time)."""
+        queue = self._queue
+        if not queue:
+            return
+        with self._drain_lock:
+            while queue:
+                try:
+                    call = queue.popleft()
+                except IndexError:  # pragma: no cover - emptied meanwhile
+                    break
+                self._record(call)
+
+    def _record(self, call: LLMCall) -> None:
+        """Fold one call into the figures."""
         old = call.replaces
-        apart = self._apart(old if old is not None else call)
-        if apart is not None:
-            apart.add(call)
+        if old is not None or (self._split and not call.budgeted):
+            self._add_special(call, old)
             return
-        if old is not None:
-            prices = (self._price(old), self._price(call))
-            with self._lock:
-                self._swap(old, call, prices)
-            return
-        price = self._price(call)
+        total = call.total_tokens
+        price = _UNKNOWN if total is None or self.pricer is None else self.pricer(call)
+        model, agent, ttft = call.model, call.agent, call.ttft_s
         with self._lock:
             self._all.add(call, price)
             if call.cached_tokens is not None:
                 self._cached = (self._cached or 0) + call.cached_tokens
             if call.reasoning_tokens is not None:
                 self._reasoning = (self._reasoning or 0) + call.reasoning_tokens
-            self._retries += call.retries or 0
+            if call.retries:
+                self._retries += call.retries
             if call.error is not None:
                 self._errors += 1
             if call.streamed:
                 self._streamed += 1
-                if call.total_tokens is None:
+                if total is None:
                     self._unknown_streams += 1
-            self._per_model.setdefault(call.model, _Counter()).add(call, price)
-            if call.agent is not None:
-                agent = self._per_agent.get(call.agent)
-                if agent is None:
-                    agent = self._per_agent[call.agent] = _Counter(latency=SampleSet())
-                agent.add(call, price)
+            counter = self._per_model.get(model)
+            if counter is None:
+                counter = self._per_model[model] = _Counter()
+            counter.add(call, price)
+            if agent is not None:
+                counter = self._per_agent.get(agent)
+                if counter is None:
+                    counter = self._per_agent[agent] = _Counter(latency=SampleSet())
+                counter.add(call, price)
             if call.replayed:  # the cassette's timing, not the model's: no latency sample
                 self._replayed += 1
                 return
-            ops = self._ops.get(call.model)
+            ops = self._ops.get(model)
             if ops is None:
-                ops = self._ops[call.model] = LLMOperationSamples()
+                ops = self._ops[model] = LLMOperationSamples()
             ops.latency.add(call.latency_s)
-            if call.ttft_s is not None:
-                ops.ttft.add(call.ttft_s)
-                self._ttft.add(call.ttft_s)
+            if ttft is not None:
+                ops.ttft.add(ttft)
+                self._ttft.add(ttft)
+
+    def _add_special(self, call: LLMCall, old: LLMCall | None) -> None:
+        """An unbudgeted call (kept apart) or a correction of an earlier call."""
+        apart = self._apart(old if old is not None else call)
+        if apart is not None:
+            apart.add(call)
+            return
+        assert old is not None  # an unbudgeted call without ``replaces`` went apart
+        prices = (self._price(old), self._price(call))
+        with self._lock:
+            self._swap(old, call, prices)
 
     __call__ = add
 
@@ -233,20 +282,24 @@ class LLMStats:
 
     @property
     def calls(self) -> int:
+        self._drain()
         return self._all.calls
 
     @property
     def replayed_calls(self) -> int:
         """Calls answered from a recorded cassette (their latency is not sampled)."""
+        self._drain()
         return self._replayed
 
     @property
     def unknown_calls(self) -> int:
         """Calls whose token usage the provider did not report."""
+        self._drain()
         return self._all.unknown_calls
 
     def per_model_tokens(self) -> dict[str, tuple[int, int, int, int]]:
         """``model -> (prompt, cached, completion, unknown_calls)`` for cost estimates."""
+        self._drain()
         with self._lock:
             return {
                 m: (c.prompt, c.cached, c.completion, c.unknown_calls)
@@ -255,16 +308,19 @@ class LLMStats:
 
     def ttft_p95_s(self) -> float | None:
         """p95 of the time to first token over streamed calls, ``None`` without any."""
+        self._drain()
         with self._lock:
             return self._ttft.percentile(95) if len(self._ttft) else None
 
     def operation_samples(self) -> dict[str, LLMOperationSamples]:
         """``{"llm:<model>": samples}`` for the plugin to add as operations (do not mutate)."""
+        self._drain()
         with self._lock:
             return {f"llm:{m}": s for m, s in self._ops.items()}
 
     def cost_section(self) -> dict[str, Any] | None:
         """``{usd, complete, unpriced_models, unknown_usage_calls}``; ``None`` unpriced."""
+        self._drain()
         if self.pricer is None:
             return None
         with self._lock:
@@ -272,6 +328,7 @@ class LLMStats:
 
     def unbudgeted_section(self) -> dict[str, Any]:
         """The ``llm.unbudgeted`` block: these calls' counts, tokens, latency and cost."""
+        self._drain()
         priced = self.pricer is not None
         with self._lock:
             latency = SampleSet()
@@ -288,6 +345,7 @@ class LLMStats:
 
     def report_section(self) -> dict[str, Any]:
         """``{"tokens": {...}, "llm": {...}}`` (keys: see :mod:`pytest_agentperf.llm`)."""
+        self._drain()
         ttft = self.ttft_p95_s()
         unbudgeted = self._unbudgeted
         apart = unbudgeted.unbudgeted_section() if unbudgeted is not None else None
