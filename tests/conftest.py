@@ -17,6 +17,17 @@ asyncio_default_fixture_loop_scope = function
 """
 
 
+# Third-party pytest plugins that the dev/frameworks extras install only as passengers
+# (langsmith comes with langchain; hypothesis and anyio are used by in-process inner sessions
+# only).  A fresh interpreter pays for importing them: ~4 of ~5 CPU seconds of an empty
+# session, once per subprocess session and once per xdist worker it starts.  The subprocess
+# sessions started through pytester do not load them; a test that needs one passes
+# ``-p NAME`` (a later ``-p`` unblocks it).  In-process sessions keep every plugin, and
+# test_compat.py runs the plugin beside the ones users combine it with.
+UNRELATED_PLUGINS_OFF = ("-p", "no:langsmith_plugin", "-p", "no:hypothesispytest",
+                         "-p", "no:anyio")
+
+
 @pytest.fixture
 def pt(pytester: pytest.Pytester) -> pytest.Pytester:
     """A pytester with an ini file that keeps pytest-asyncio quiet."""
@@ -78,6 +89,12 @@ def _inner_sessions_end_cleanly(request: pytest.FixtureRequest) -> Iterator[None
             raise
 
     pytester.inline_run = guarded  # type: ignore[method-assign]
+    run_subprocess = pytester.runpytest_subprocess
+
+    def lean_subprocess(*args: object, **kwargs: object) -> pytest.RunResult:
+        return run_subprocess(*UNRELATED_PLUGINS_OFF, *args, **kwargs)  # type: ignore[arg-type]
+
+    pytester.runpytest_subprocess = lean_subprocess  # type: ignore[method-assign]
     yield
     if raised:
         pytest.fail(
