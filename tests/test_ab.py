@@ -10,6 +10,7 @@ is measured in ``bench/bench_runs.py``.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shutil
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_agentperf.ab import rounds_order
+from pytest_agentperf.ab import add_ab_parser, rounds_order
 from pytest_agentperf.cli import main
 
 from _support import read_report
@@ -107,6 +108,13 @@ def verdicts(data: dict[str, object]) -> dict[str, str]:
     tests = data["tests"]
     assert isinstance(tests, list)
     return {t["nodeid"].split("::")[-1]: t["verdict"] for t in tests}
+
+
+def test_default_is_ten_rounds() -> None:
+    # the round test needs p <= 0.01: 5 a side at best, 10 to find a 20 % shift reliably
+    parser = argparse.ArgumentParser()
+    add_ab_parser(parser.add_subparsers())
+    assert parser.parse_args(["ab", "main"]).rounds == 10
 
 
 def test_rounds_alternate_the_order() -> None:
