@@ -179,16 +179,42 @@ class SampleSet:
             self._fast.record_many(_ns_list(batch))
         self._reservoir_batch(batch, start)
 
-    def _reservoir_batch(self, batch: list[float], start: int) -> None:
+    def extend_ns(self, batch: list[int]) -> None:
+        """``extend`` with durations in integer nanoseconds, ``[ns / 1e9 for ns in batch]``.
+
+        In histogram mode the integers are recorded as they are, without a round trip
+        through seconds.
+        """
+        if not batch:
+            return
+        if self._values is not None:
+            self.extend([v / _NS for v in batch])
+            return
+        start = self._count
+        self._count = start + len(batch)
+        self._sum += sum(batch) / _NS
+        lo, hi = min(batch), max(batch)
+        if lo / _NS < self._min:
+            self._min = lo / _NS
+        if hi / _NS > self._max:
+            self._max = hi / _NS
+        if lo < HDR_LOWEST_NS or hi > HDR_HIGHEST_NS:
+            self._fast.record_many([clamp_ns(v) for v in batch])
+        else:
+            self._fast.record_many(batch)
+        self._reservoir_batch(batch, start, _NS)
+
+    def _reservoir_batch(self, batch: Sequence[float], start: int, unit: float = 1.0) -> None:
         # Algorithm L over a batch: exactly the steps ``add`` takes one value at a time
         # (``_count`` is the 1-based index of the value being offered while it runs).
+        # The values kept are ``batch[i] / unit``.
         end = self._count
         size = self._reservoir_size
         res = self._reservoir
         i = 0
         if len(res) < size:
             i = min(size - len(res), len(batch))
-            res.extend(batch[:i])
+            res.extend([v / unit for v in batch[:i]] if unit != 1.0 else batch[:i])
             if len(res) == size:
                 self._count = start + i
                 self._reset_skip()
@@ -197,7 +223,7 @@ class SampleSet:
         if len(res) == size:
             while self._next <= end:
                 self._count = self._next
-                self._replace(batch[self._next - start - 1])
+                self._replace(batch[self._next - start - 1] / unit)
         self._count = end
 
     def merge(self, other: SampleSet) -> None:

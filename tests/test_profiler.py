@@ -73,6 +73,73 @@ def test_threads_with_the_same_operation_name_do_not_clobber() -> None:
     assert prof.token_totals()[0] == 800
 
 
+def test_empty_operations_are_counted_exactly_across_batches_keys_and_readers() -> None:
+    """Operations without tokens or errors are aggregated in batches: every reader sees
+    every one of them at once, whatever the batch boundary, with exact durations."""
+    now = [0]
+
+    def clock() -> int:
+        now[0] += 1_000  # each operation lasts exactly 1 us
+        return now[0]
+
+    prof = PerformanceProfiler(clock=clock)
+    agent = "".join(["pla", "nner"])  # equal to "planner", not the same object
+    for i in range(1000):  # 3 full batches of 256 and a partial one
+        with prof.profile_operation("planner" if i % 3 else agent, "step" if i % 2 else "act"):
+            pass
+        if i in (0, 255, 256, 999):
+            assert prof.operation_count == i + 1
+    with prof.profile_operation("planner", "step") as m:
+        m.tokens_used = 4
+    assert prof.call_counts() == {"planner:act": 500, "planner:step": 501}
+    ops = prof.operations()
+    assert ops["planner:act"]["total_s"] == pytest.approx(500e-6)
+    assert ops["planner:act"]["p95_s"] == ops["planner:act"]["max_s"] == pytest.approx(1e-6)
+    assert ops["planner:step"]["tokens"] == 4
+    assert len(prof.all_durations()) == 1001 == len(prof.timeline())
+    assert "Executions: 501" in prof.get_profile_stats("planner", "step")
+
+
+def test_tokens_set_after_the_block_are_not_counted_either_way() -> None:
+    prof = PerformanceProfiler()
+    with prof.profile_operation("a", "b") as empty:
+        pass
+    with prof.profile_operation("a", "b") as counted:
+        counted.tokens_used = 3
+    empty.tokens_used = counted.tokens_used = 100  # too late: the operation is over
+    assert prof.token_totals() == (3, 0, 0)
+
+
+@pytest.mark.parametrize("value", [-1, False, float("nan"), None])
+def test_a_bad_token_count_fails_the_operation_and_is_not_recorded(value: object) -> None:
+    prof = PerformanceProfiler()
+    with (pytest.raises(ValueError, match=r"profile_operation\('a', 'b'\): tokens_used="),
+          prof.profile_operation("a", "b") as m):
+        m.tokens_used = value  # type: ignore[assignment]
+    assert prof.operation_count == 0 and len(prof.metrics) == 0
+
+
+def test_threads_of_empty_and_token_operations_lose_nothing() -> None:
+    prof = PerformanceProfiler()
+
+    def work(name: str) -> None:
+        for i in range(3000):
+            with prof.profile_operation("a", name if i % 2 else "same") as m:
+                if i % 1000 == 0:
+                    m.tokens_used = 2
+
+    threads = [threading.Thread(target=work, args=(f"t{k}",)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    counts = prof.call_counts()
+    assert counts["a:same"] == 4 * 1500
+    assert all(counts[f"a:t{k}"] == 1500 for k in range(4))
+    assert prof.operation_count == 12_000 == len(prof.all_durations())
+    assert prof.token_totals()[0] == 4 * 3 * 2
+
+
 def test_async_with_and_concurrent_tasks() -> None:
     prof = PerformanceProfiler()
 

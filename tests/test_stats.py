@@ -151,6 +151,37 @@ def test_batched_extend_equals_adding_one_by_one(
             assert batched.percentile(q) == single.percentile(q)
 
 
+_NANOS = st.integers(min_value=0, max_value=4_000_000_000_000)  # 0 .. 4000 s, past the HDR top
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    steps=st.lists(st.lists(_NANOS, max_size=40), max_size=20),
+    max_exact=st.integers(min_value=1, max_value=60),
+    reservoir_size=st.integers(min_value=0, max_value=12),
+)
+def test_extend_ns_equals_adding_the_seconds_one_by_one(
+    steps: list[list[int]], max_exact: int, reservoir_size: int
+) -> None:
+    """``extend_ns`` is ``add(ns / 1e9)`` for each value: the same count, extremes, reservoir
+    and switch to the histogram; percentiles agree to the histogram's resolution."""
+    batched = SampleSet(max_exact=max_exact, reservoir_size=reservoir_size)
+    single = SampleSet(max_exact=max_exact, reservoir_size=reservoir_size)
+    for step in steps:
+        batched.extend_ns(step)
+        for v in step:
+            single.add(v / 1e9)
+        assert len(batched) == len(single) and batched.exact == single.exact
+        assert batched.reservoir == single.reservoir
+    got, want = batched.summary(), single.summary()
+    assert (got["min"], got["max"]) == (want["min"], want["max"])
+    assert batched.total == pytest.approx(single.total, rel=1e-9, abs=1e-12)
+    if len(single):
+        for q in (0, 50, 95, 100):  # ns recorded as they are, not via int(s * 1e9)
+            assert batched.percentile(q) == pytest.approx(single.percentile(q), rel=2e-3,
+                                                          abs=2e-9)
+
+
 def test_sample_set_from_a_large_histogram_is_built_from_its_counts() -> None:
     hist = LatencyHistogram(exact_limit=100)
     rng = random.Random(5)

@@ -97,7 +97,9 @@ def _check_tokens(m: PerformanceMetrics) -> None:
             )
 
 
-_PENDING = 256  # durations buffered per operation before they are folded in, in one batch
+_PENDING = 256  # operations queued, or durations buffered per key, before they are folded in
+_ZERO = 0  # ``x is _ZERO``: an int zero (CPython's small-int cache) -- a fast-path filter only
+_NO_NAME = object()
 
 
 class _OpStats:
@@ -107,7 +109,7 @@ class _OpStats:
     def __init__(self) -> None:
         self.count = 0
         self.durations = SampleSet(reservoir_size=200)
-        self.pending: list[float] = []  # durations not yet in ``durations`` (see ``synced``)
+        self.pending: list[int] = []  # durations (ns) not yet in ``durations`` (``synced``)
         self.tokens = 0
         self.prompt = 0
         self.completion = 0
@@ -117,27 +119,39 @@ class _OpStats:
         self.mem_n = 0
         self.profile_stats: Any = None  # pstats.Stats, aggregated
 
+    def add_run(self, walls_ns: list[int], cpu_ns: int) -> None:
+        """Count operations that took ``walls_ns`` and ``cpu_ns`` CPU time in all."""
+        self.count += len(walls_ns)
+        self.cpu_s += cpu_ns / 1e9
+        pending = self.pending
+        pending += walls_ns
+        if len(pending) >= _PENDING:
+            self.synced()
+
     def synced(self) -> SampleSet:
         """``durations`` with the buffered ones folded in (call under the profiler's lock)."""
         if self.pending:
-            self.durations.extend(self.pending)
+            self.durations.extend_ns(self.pending)
             self.pending = []
         return self.durations
 
 
 _process_time_ns = time.process_time_ns
 _new = object.__new__
+_NS = 1e9
 
 
 class _Operation(PerformanceMetrics):
     """One ``profile_operation``: the context manager (sync and async) is the very
     :class:`PerformanceMetrics` it yields, so an operation is one object."""
 
-    __slots__ = ("_cpu0", "_profile", "_profiler", "_t0")
+    __slots__ = ("_cpu", "_cpu0", "_profile", "_profiler", "_t0", "_wall")
+    _cpu: int
     _cpu0: int
     _profile: Any
     _profiler: PerformanceProfiler
     _t0: int
+    _wall: int
 
     def __repr__(self) -> str:
         return "PerformanceMetrics" + PerformanceMetrics.__repr__(self)[len("_Operation"):]
@@ -162,20 +176,31 @@ class _Operation(PerformanceMetrics):
     ) -> None:
         p = self._profiler
         t1 = p.clock()
-        cpu = _process_time_ns() - self._cpu0
-        self.end_time = t1 / 1e9
-        self.cpu_time_s = cpu / 1e9
-        wall = t1 - self._t0
+        self._cpu = cpu = _process_time_ns() - self._cpu0
+        self._wall = wall = t1 - self._t0
+        self.end_time = t1 / _NS
+        self.cpu_time_s = cpu / _NS
         self.cpu_percent_end = 100.0 * cpu / wall if wall > 0 else 0.0
+        if (exc_type is None and self.tokens_used is _ZERO and self.prompt_tokens is _ZERO
+                and self.completion_tokens is _ZERO and not (p.cprofile or p.track_memory)):
+            # the common case -- no error, no tokens, no cProfile or RSS: queued, and folded
+            # into the aggregates in batches (an empty operation is ~2 us; the lock and the
+            # per-key bookkeeping were a third of it)
+            p.metrics.append(self)
+            done = p._done
+            done.append(self)
+            if len(done) >= _PENDING:
+                with p._lock:
+                    p._fold()
+            return
         if exc_type is not None:
             self.error = exc_type.__name__
+        stats = None
         if p.cprofile or p.track_memory:
             stats = p._stop_cprofile(self._profile) if p.cprofile else None
             if p.track_memory:
                 self.memory_mb_end = rss_bytes() / MiB
-            p._record(self, wall / 1e9, stats)
-        else:
-            p._record(self, wall / 1e9)
+        p._record(self, wall, stats)
 
     async def __aenter__(self) -> PerformanceMetrics:
         return self.__enter__()
@@ -215,6 +240,8 @@ class PerformanceProfiler:
         self.metrics: deque[PerformanceMetrics] = deque(maxlen=metrics_limit)
         self.active_profiles: dict[str, Any] = {}  # guide compatibility; unused
         self._lock = threading.Lock()
+        #: finished operations of the fast path, not yet in the aggregates (see ``_fold``)
+        self._done: deque[_Operation] = deque()
         self._ops: dict[str, _OpStats] = {}
         self._by_name: dict[tuple[str, str], _OpStats] = {}
         self._count = 0
@@ -240,7 +267,7 @@ class PerformanceProfiler:
         m.error = None
         return m
 
-    def _record(self, m: PerformanceMetrics, seconds: float, stats: Any = None) -> None:
+    def _record(self, m: PerformanceMetrics, wall_ns: int, stats: Any = None) -> None:
         tokens, prompt, completion = m.tokens_used, m.prompt_tokens, m.completion_tokens
         # the common case (ints >= 0, the defaults) checked in one go; the rest one by one
         if not (type(tokens) is int and type(prompt) is int and type(completion) is int
@@ -248,12 +275,13 @@ class PerformanceProfiler:
             _check_tokens(m)
         name = (m.agent_name, m.operation)
         with self._lock:
+            self._fold()  # the queued operations first: they finished before this one
             st = self._by_name.get(name)
             if st is None:
                 st = self._stats_for(name)
             st.count += 1
             pending = st.pending
-            pending.append(seconds)
+            pending.append(wall_ns)
             if len(pending) >= _PENDING:
                 st.synced()
             if tokens or prompt or completion:
@@ -273,6 +301,37 @@ class PerformanceProfiler:
                     st.profile_stats.add(stats)
             self._count += 1
             self.metrics.append(m)
+
+    def _fold(self) -> None:
+        """Aggregate the queued operations of the fast path (call under ``_lock``).
+
+        They carry no tokens, error, cProfile table or RSS reading: only a duration and
+        CPU time.  Consecutive operations of one key are added as one run.
+        """
+        done = self._done
+        n = len(done)  # operations queued meanwhile wait for the next fold
+        if not n:
+            return
+        pop = done.popleft
+        by_name = self._by_name
+        agent: Any = _NO_NAME
+        op: Any = _NO_NAME
+        st: _OpStats | None = None
+        walls: list[int] = []
+        cpu = 0
+        for _ in range(n):
+            m = pop()
+            if m.agent_name is not agent or m.operation is not op:
+                if st is not None:
+                    st.add_run(walls, cpu)
+                    walls, cpu = [], 0
+                agent, op = m.agent_name, m.operation
+                st = by_name.get((agent, op)) or self._stats_for((agent, op))
+            walls.append(m._wall)
+            cpu += m._cpu
+        assert st is not None
+        st.add_run(walls, cpu)
+        self._count += n
 
     def _stats_for(self, name: tuple[str, str]) -> _OpStats:
         # keyed by ``agent:operation`` like every reader (so ("a:b", "c") and ("a", "b:c")
@@ -312,12 +371,15 @@ class PerformanceProfiler:
     # -- reading ---------------------------------------------------------------
     @property
     def operation_count(self) -> int:
-        return self._count
+        with self._lock:
+            self._fold()
+            return self._count
 
     def all_durations(self) -> SampleSet:
         """Every operation's duration (seconds), all keys together (a new set)."""
         combined = SampleSet()
         with self._lock:
+            self._fold()
             for st in self._ops.values():
                 combined.merge(st.synced())
         return combined
@@ -326,6 +388,7 @@ class PerformanceProfiler:
         """Text profile of one operation: counts, timings, tokens, cProfile table."""
         key = f"{agent_name}:{operation}"
         with self._lock:
+            self._fold()
             st = self._ops.get(key)
             if st is None:
                 return f"No profiling data for {key}"
@@ -363,6 +426,7 @@ class PerformanceProfiler:
         """Operations whose mean time exceeds ``threshold_seconds``, slowest first."""
         out: list[dict[str, Any]] = []
         with self._lock:
+            self._fold()
             for key, st in self._ops.items():
                 summary = st.synced().summary()
                 avg = summary["mean"]
@@ -383,6 +447,7 @@ class PerformanceProfiler:
     def operations(self) -> dict[str, dict[str, Any]]:
         """Per ``agent:operation``: count, total_s, mean_s, p50_s, p95_s, max_s, tokens…"""
         with self._lock:
+            self._fold()
             out: dict[str, dict[str, Any]] = {}
             for key, st in self._ops.items():
                 s = st.synced().summary()
@@ -405,6 +470,7 @@ class PerformanceProfiler:
     def token_totals(self) -> tuple[int, int, int]:
         """(total, prompt, completion) tokens over all operations."""
         with self._lock:
+            self._fold()
             return (
                 sum(st.tokens for st in self._ops.values()),
                 sum(st.prompt for st in self._ops.values()),
@@ -414,9 +480,10 @@ class PerformanceProfiler:
     def call_counts(self) -> dict[str, int]:
         """Exact calls per ``agent:operation``, however many :meth:`timeline` keeps."""
         with self._lock:
+            self._fold()
             return {key: st.count for key, st in self._ops.items()}
 
     def timeline(self) -> list[dict[str, Any]]:
         """The retained operations as ``{"type": key, "timestamp": start}`` (for N+1 checks)."""
-        with self._lock:
-            return [{"type": m.key, "timestamp": m.start_time} for m in self.metrics]
+        # a snapshot: operations append to ``metrics`` without the lock
+        return [{"type": m.key, "timestamp": m.start_time} for m in tuple(self.metrics)]
