@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Any
 
 from .calls import _UNBUDGETED, CallSink, LLMCall, call_from_fields
 from .limits import LimitScope, account
@@ -66,6 +67,15 @@ class PendingCall:
         #: the response came from a recorded cassette (:mod:`.replay`), not the provider
         self.replayed = False
         self._t0 = time.perf_counter()
+
+    def read_identity(self, response: Any) -> None:
+        """Take the response's ``model`` and ``id`` (an SDK object or stream chunk), if strings."""
+        model = getattr(response, "model", None)
+        if isinstance(model, str):
+            self.response_model = model
+        rid = getattr(response, "id", None)
+        if isinstance(rid, str):
+            self.response_id = rid
 
     def first_content(self) -> None:
         """Mark the time to first token (first call wins)."""

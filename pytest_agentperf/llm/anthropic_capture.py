@@ -38,12 +38,7 @@ class AnthropicAdapter:
         return None
 
     def read_result(self, pending: PendingCall, result: Any) -> None:
-        model = getattr(result, "model", None)
-        if isinstance(model, str):
-            pending.response_model = model
-        rid = getattr(result, "id", None)
-        if isinstance(rid, str):
-            pending.response_id = rid
+        pending.read_identity(result)
         _set(pending, getattr(result, "usage", None), None)
 
     def read_item(self, pending: PendingCall, item: Any) -> None:

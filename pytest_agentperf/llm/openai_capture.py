@@ -45,12 +45,7 @@ class OpenAIAdapter:
         return None
 
     def read_result(self, pending: PendingCall, result: Any) -> None:
-        model = getattr(result, "model", None)
-        if isinstance(model, str):
-            pending.response_model = model
-        rid = getattr(result, "id", None)
-        if isinstance(rid, str):
-            pending.response_id = rid
+        pending.read_identity(result)
         _read_usage(pending, getattr(result, "usage", None))
         if pending.operation == "responses" and getattr(result, "status", None) == "failed":
             err = getattr(result, "error", None)
@@ -83,12 +78,7 @@ class OpenAIAdapter:
                     pending.first_content()
                     break
         if pending.response_model is None:
-            model = getattr(item, "model", None)
-            if isinstance(model, str):
-                pending.response_model = model
-            rid = getattr(item, "id", None)
-            if isinstance(rid, str):
-                pending.response_id = rid
+            pending.read_identity(item)
         usage = getattr(item, "usage", None)
         if usage is not None:
             _read_usage(pending, usage)
