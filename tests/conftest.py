@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
@@ -9,6 +10,14 @@ import pytest
 
 if TYPE_CHECKING:
     from pg_cluster import Cluster
+
+# pytester's in-process sessions remove from sys.modules every module first imported during
+# them.  The history baseline imports numpy (for the change-point search) inside such
+# sessions, and numpy cannot be imported a second time into a process, so a later test on
+# that worker importing numpy or scipy failed with "cannot load module more than once per
+# process" -- depending on which tests an xdist worker ran first.  Imported here, it stays.
+with contextlib.suppress(ImportError):  # optional: the change-point search runs without it
+    import numpy  # noqa: F401
 
 INI = """
 [pytest]
